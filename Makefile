@@ -1,0 +1,54 @@
+# Everything runs from a virtual environment in .venv, made by `make install`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+INSTALLED := $(VENV)/.installed
+STUBS := gateway/tfs/.generated
+PROTOS := $(wildcard gateway/tfs/*.proto)
+
+# make train
+DATA ?= ../shared/data/rps-cgi-train
+VERSION ?=
+# make classify
+IMG ?= rock1.png
+URL ?= http://localhost:5000
+# make up
+GATEWAY_PORT ?= 5000
+MODEL_PORT ?= 8500
+
+.PHONY: install stubs up classify test train clean
+
+install: $(INSTALLED) $(STUBS)
+
+$(INSTALLED): requirements/*.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet \
+		-r requirements/serving.txt -r requirements/client.txt \
+		-r requirements/build.txt -r requirements/test.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements/serving-api.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+# The gateway's protobuf and gRPC stubs, compiled from the .proto subset.
+stubs: $(STUBS)
+
+$(STUBS): $(INSTALLED) $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. $(PROTOS)
+	touch $@
+
+up: install
+	GATEWAY_PORT=$(GATEWAY_PORT) MODEL_PORT=$(MODEL_PORT) VENV=$(VENV) scripts/up.sh
+
+classify: install
+	$(BIN)/rps-classify --url $(URL) $(IMG)
+
+test: install
+	$(PY) -m pytest
+
+train: install
+	$(BIN)/pip install --quiet -r requirements/train.txt
+	$(PY) -m serving.train --data $(DATA) $(if $(VERSION),--version $(VERSION))
+
+clean:
+	rm -rf $(VENV) $(STUBS) gateway/tfs/*_pb2*.py .pytest_cache

@@ -1,0 +1,153 @@
+"""Turn uploaded image bytes into the uint8 RGB array the model takes.
+
+This is the only preprocessing implementation: training, evaluation, warm-up
+records and the gateway all call `preprocess`, so that what the model sees at
+serving time matches what it was trained on. It depends on Pillow and NumPy only.
+"""
+
+import io
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gateway.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
+
+# Pillow format names accepted; other formats Pillow can read get a 415.
+SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+
+# 40 megapixels admits phone photos (12 to 24 MP) while capping the decoded
+# RGB buffer at about 120 MB.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# The training images are rendered hands on white, so transparency becomes white.
+BACKGROUND = (255, 255, 255)
+
+# Exceptions Pillow raises on corrupt or truncated data while decoding.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+
+# ISO base media files (HEIC, AVIF) start with a size and then "ftyp".
+_ISO_MEDIA_MARKER = b"ftyp"
+
+
+def preprocess(
+    data: bytes, size: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode image bytes and resize them to `size` (height, width) as uint8 RGB."""
+    image = decode(data, max_pixels=max_pixels, target_size=size)
+    return to_array(image, size)
+
+
+def decode(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    target_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode image bytes into an upright 8-bit RGB image with transparency on white.
+
+    `target_size` (height, width) lets JPEG decode at a reduced scale that is
+    still at least that large, which makes large photos much cheaper.
+    Raises InvalidImage, UnsupportedMediaType or PayloadTooLarge.
+    """
+    if not data:
+        raise InvalidImage("the file is empty")
+
+    image = _open(data)
+    _check_format(image)
+    _check_pixels(image, max_pixels)
+
+    if target_size is not None and image.format == "JPEG":
+        height, width = target_size
+        image.draft(None, (width, height))
+
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+    except Image.DecompressionBombError as error:
+        raise PayloadTooLarge("the image has too many pixels to decode safely") from error
+    except _DECODE_ERRORS as error:
+        raise InvalidImage(
+            f"the {image.format} data is truncated or corrupt"
+        ) from error
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _to_8bit_gray(image)
+
+    has_alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+
+    return image.convert("RGB")
+
+
+def to_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB image to `size` (height, width) and return it as a uint8 array."""
+    height, width = size
+    if image.size != (width, height):
+        image = image.resize(
+            (width, height), Image.Resampling.BILINEAR, reducing_gap=3.0
+        )
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # The pixel limit below is the check; Pillow's warning would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise PayloadTooLarge("the image has too many pixels to decode safely") from error
+    except UnidentifiedImageError as error:
+        if data[4:8] == _ISO_MEDIA_MARKER:
+            raise UnsupportedMediaType(
+                "HEIC and AVIF images are not supported; "
+                f"supported formats: {supported_formats_text()}"
+            ) from error
+        raise InvalidImage("the file is not a recognised image") from error
+    except _DECODE_ERRORS as error:
+        raise InvalidImage("the image header is corrupt") from error
+
+
+def _check_format(image: Image.Image) -> None:
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(
+            f"{image.format} images are not supported; "
+            f"supported formats: {supported_formats_text()}"
+        )
+
+
+def _check_pixels(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImage(f"the image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
+        )
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    """Scale 16-bit, 32-bit integer and float grayscale to 8-bit "L"."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+        values = values * 255.0
+    elif image.mode != "F":
+        # 16-bit data is 0..65535; Pillow opens 16-bit PNGs as "I" or "I;16".
+        values = values / 257.0
+    values = np.nan_to_num(values, nan=0.0)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
+def supported_formats_text() -> str:
+    """Return the supported formats as a comma-separated list for error details."""
+    return ", ".join(SUPPORTED_FORMATS)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Start a model server and the gateway in the foreground; Ctrl-C stops both.
+#
+# The model server is TensorFlow Serving's `tensorflow_model_server` when it is
+# on PATH, otherwise the local stand-in `python -m serving.model_server`, which
+# speaks the same gRPC API.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${VENV:-.venv}
+case $venv in /*) ;; *) venv=$root/$venv ;; esac
+model_port=${MODEL_PORT:-8500}
+gateway_port=${GATEWAY_PORT:-5000}
+model_base_path=${MODEL_BASE_PATH:-$root/serving/models/rps}
+cd "$root"
+
+if command -v tensorflow_model_server >/dev/null; then
+    model_server=(tensorflow_model_server)
+    echo "up: using TensorFlow Serving ($(command -v tensorflow_model_server))"
+else
+    model_server=("$venv/bin/python" -m serving.model_server)
+    echo "up: tensorflow_model_server is not on PATH; using the local model server"
+fi
+
+pids=()
+stop_all() {
+    trap - INT TERM EXIT
+    echo "up: stopping"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop_all INT TERM EXIT
+
+"${model_server[@]}" --port="$model_port" --model_name=rps \
+    --model_base_path="$model_base_path" &
+pids+=($!)
+
+RPS_MODEL_SERVER=${RPS_MODEL_SERVER:-localhost:$model_port} \
+RPS_GATEWAY_BIND=${RPS_GATEWAY_BIND:-127.0.0.1:$gateway_port} \
+    "$venv/bin/gunicorn" --config gateway/gunicorn.conf.py 'gateway.app:create_app()' &
+pids+=($!)
+
+echo "up: gateway on http://localhost:$gateway_port, model server gRPC on port $model_port"
+# Return as soon as either process exits, so that one crash stops both.
+wait -n

@@ -1,0 +1,1 @@
+"""Model side: training, SavedModel export and the local model server."""
