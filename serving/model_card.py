@@ -104,10 +104,10 @@ Classifies a photo of a hand as one of {', '.join(names)}.
 {facts['architecture']}
 
 - Parameters: {facts['parameters']:,}; SavedModel size {facts['saved_model_bytes'] / 1e6:.1f} MB.
-- Training: Adam, learning rate {facts['learning_rate']}, batch {facts['batch_size']},
-  {facts['epochs_run']} epochs (up to {facts['epochs']}, early stopping on validation
-  loss, best weights kept), random flips, rotation, zoom, shift, brightness,
-  contrast and hue on the training batches only.
+- Training: Adam, learning rate {facts['learning_rate']} with cosine decay to zero,
+  batch {facts['batch_size']}, {facts['epochs']} epochs; the weights after the last epoch
+  are exported (the held-out split chose nothing). Random flips, rotation, zoom,
+  shift, brightness, contrast and hue on the training batches only.
 
 ## Results on the held-out split
 
@@ -127,6 +127,10 @@ Training took {facts['training_seconds'] / 60:.1f} minutes on {facts['machine']}
 ```
 {facts['command']}
 ```
+
+This trains with the same settings and seed and writes the next free version
+directory. TensorFlow's multi-threaded CPU kernels are not bit-for-bit
+deterministic, so expect close, not identical, weights and accuracy.
 """
     path.write_text(text)
 
