@@ -1,0 +1,1 @@
+"""Command-line client that classifies images through the gateway's HTTP API."""
