@@ -45,28 +45,26 @@ def _parse_name(value: Any) -> str:
     return text
 
 
-def _parse_positive_float(value: Any) -> float:
+def _parse_finite_float(value: Any, allow_zero: bool) -> float:
+    expected = "a number of 0 or more" if allow_zero else "a positive number"
     if isinstance(value, bool):
-        raise ValueError("expected a positive number")
+        raise ValueError(f"expected {expected}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError("expected a positive number") from None
-    if not number > 0 or number == float("inf"):
-        raise ValueError("expected a positive number")
+        raise ValueError(f"expected {expected}") from None
+    in_range = number >= 0 if allow_zero else number > 0
+    if not in_range or number == float("inf"):
+        raise ValueError(f"expected {expected}")
     return number
+
+
+def _parse_positive_float(value: Any) -> float:
+    return _parse_finite_float(value, allow_zero=False)
 
 
 def _parse_non_negative_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number of 0 or more")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a number of 0 or more") from None
-    if not number >= 0 or number == float("inf"):
-        raise ValueError("expected a number of 0 or more")
-    return number
+    return _parse_finite_float(value, allow_zero=True)
 
 
 def _parse_positive_int(value: Any) -> int:
