@@ -4,6 +4,7 @@ import logging
 import re
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,6 +116,12 @@ def _finish_request(response: Response) -> Response:
         level = logging.INFO
     logger.log(
         level,
-        "%s %s %d %s", request.method, request.path, status, " ".join(fields)
+        "%s %s %d %s", request.method, _loggable_path(), status, " ".join(fields)
     )
     return response
+
+
+def _loggable_path() -> str:
+    # Percent-encode the decoded path again, so that a client cannot write line
+    # breaks, terminal escapes or NUL bytes into the log.
+    return urllib.parse.quote(request.path, safe="/:@!$&'()*+,;=-._~")

@@ -69,9 +69,23 @@ def read_form_uploads(request: Request, max_files: int) -> list[Upload]:
 
 def _read_body(request: Request) -> Upload:
     name = request.args.get("filename") or None
-    upload = Upload(name=name, data=request.get_data(cache=False), label=name or RAW_BODY_LABEL)
+    upload = Upload(name=name, data=_read_limited_body(request), label=name or RAW_BODY_LABEL)
     _check_not_empty(upload)
     return upload
+
+
+def _read_limited_body(request: Request) -> bytes:
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None:
+        # Werkzeug rejects a declared Content-Length above the limit with 413.
+        return request.get_data(cache=False)
+
+    # A chunked body has no Content-Length, and Werkzeug's stream would cut it
+    # at the limit without an error, so one byte past the limit is read here.
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
+    return data
 
 
 def _check_not_empty(upload: Upload) -> None:

@@ -173,6 +173,23 @@ def test_classify_request_id_echoed_and_logged(gateway):
         assert field in request_line[0]
 
 
+def test_request_log_escapes_path(gateway):
+    forged = "/x%0A2026-12-04 INFO gateway.request_log FORGED%0D%1B%5B31m%00"
+    response = requests.get(
+        f"{gateway.url}{forged}", headers={"X-Request-ID": "routes-test-path"},
+        timeout=HTTP_TIMEOUT,
+    )
+
+    assert response.status_code == 404
+    log = gateway.log.read_text()
+    assert "\x1b" not in log
+    assert "\x00" not in log
+    [line] = [line for line in log.splitlines() if "[routes-test-path]" in line]
+    assert "/x%0A2026-12-04%20INFO%20gateway.request_log%20FORGED%0D%1B%5B31m%00" in line
+    assert not any(line.lstrip().startswith("INFO gateway.request_log FORGED")
+                   for line in log.splitlines())
+
+
 # Health.
 
 
@@ -301,6 +318,32 @@ def test_classify_body_over_upload_limit_returns_413(small_upload_gateway):
     after = post_files(small_upload_gateway.url, ("rock-small.png", small))
     assert after.status_code == 200, after.text
     assert after.json()["predictions"][0]["label"] == "rock"
+
+
+def test_chunked_raw_body_over_limit_returns_413(small_upload_gateway):
+    body = sample("rock1.png")
+    chunks = (body[start : start + 4096] for start in range(0, len(body), 4096))
+
+    response = requests.post(
+        f"{small_upload_gateway.url}/classify", data=chunks,
+        headers={"Content-Type": "image/png"}, timeout=HTTP_TIMEOUT,
+    )
+
+    detail = assert_error(response, 413, "payload_too_large")
+    assert str(SMALL_UPLOAD_BYTES) in detail
+
+
+def test_chunked_raw_body_under_limit_is_classified(gateway):
+    body = sample("paper1.png")
+    chunks = (body[start : start + 4096] for start in range(0, len(body), 4096))
+
+    response = requests.post(
+        f"{gateway.url}/classify?filename=paper1.png", data=chunks,
+        headers={"Content-Type": "image/png"}, timeout=HTTP_TIMEOUT,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["label"] == "paper"
 
 
 def test_send_file_two_files_returns_400(gateway):
