@@ -7,6 +7,7 @@ ModelServerError subclasses whose detail is safe to send to clients, and the
 upstream text goes to the log only.
 """
 
+import json
 import logging
 import os
 import threading
@@ -36,11 +37,34 @@ from gateway.tfs import (
 
 logger = logging.getLogger(__name__)
 
-# Reconnect within 5 s of the model server coming back, instead of gRPC's
+# gRPC retries a call that failed with UNAVAILABLE up to twice, 0.2 to 0.6 s
+# later, while the deadline allows. Each gunicorn worker has its own channel, so
+# a worker whose channel is still in reconnect backoff when the model server
+# comes up would otherwise answer 503 while another worker already answers 200.
+# All three methods are read-only, so a retry cannot apply anything twice.
+RETRY_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [
+            {"service": "tensorflow.serving.PredictionService"},
+            {"service": "tensorflow.serving.ModelService"},
+        ],
+        "retryPolicy": {
+            "maxAttempts": 3,
+            "initialBackoff": "0.2s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }]
+})
+
+# Reconnect within 1 s of the model server coming back, instead of gRPC's
 # default backoff that grows to 120 s.
 CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.max_reconnect_backoff_ms", 5000),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", RETRY_SERVICE_CONFIG),
 )
 
 # Status codes of a pinned Predict whose cached metadata is stale, because the
