@@ -25,6 +25,9 @@ URL_VARIABLE = "RPS_GATEWAY_URL"
 DEFAULT_TIMEOUT = 30.0
 # The gateway's default maximum number of files per request (its RPS_MAX_FILES).
 DEFAULT_BATCH_SIZE = 16
+# Below the gateway's default request limit of 20 MiB, leaving room for the
+# multipart framing.
+DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 EXIT_INTERRUPTED = 130
 
@@ -37,8 +40,9 @@ exit status:
   5    the gateway or the model server failed (HTTP 5xx), or the reply does not match the API
   130  interrupted (Ctrl-C)
 
-Images are sent in batches of --batch-size, in order. When a batch fails, the
-lines of the batches before it stay printed, but --json prints nothing."""
+Images are sent in order, in batches of at most --batch-size files and
+--batch-bytes bytes. When a batch fails, the lines of the batches before it
+stay printed, but --json prints nothing."""
 
 
 @dataclass
@@ -134,6 +138,16 @@ def build_parser(environment: Environment) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--batch-bytes",
+        type=_positive_int,
+        default=DEFAULT_BATCH_BYTES,
+        metavar="BYTES",
+        help=(
+            "maximum size of the images in one request, in bytes; a larger image "
+            f"goes alone (default: {DEFAULT_BATCH_BYTES}, 16 MiB)"
+        ),
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print the predictions as one JSON document {"predictions": [...]}',
@@ -182,8 +196,7 @@ def _run(argv: Sequence[str] | None, environment: Environment) -> int:
 
     all_predictions: list[dict[str, Any]] = []
     with requests.Session() as session:
-        for start in range(0, len(images), args.batch_size):
-            batch = images[start : start + args.batch_size]
+        for batch in plan_batches(images, args.batch_size, args.batch_bytes):
             uploads = [read_upload(path) for path in batch]
             predictions = classify(session, url, uploads, args.timeout)
 
@@ -197,6 +210,30 @@ def _run(argv: Sequence[str] | None, environment: Environment) -> int:
     if args.json:
         print(json.dumps({"predictions": all_predictions}, indent=2), file=environment.stdout)
     return 0
+
+
+def plan_batches(paths: Sequence[Path], max_files: int, max_bytes: int) -> list[list[Path]]:
+    """Split `paths`, in order, into batches of at most `max_files` files and `max_bytes` bytes."""
+    batches: list[list[Path]] = []
+    batch: list[Path] = []
+    batch_bytes = 0
+    for path in paths:
+        size = _file_size(path)
+        if batch and (len(batch) == max_files or batch_bytes + size > max_bytes):
+            batches.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(path)
+        batch_bytes += size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
 
 
 def _gateway_url(option: str | None, environ: Mapping[str, str]) -> str:

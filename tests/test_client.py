@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from client.cli import Environment, format_prediction, main
+from client.cli import Environment, format_prediction, main, plan_batches
 from client.errors import GatewayFailed
 from tests.conftest import ROOT, SAMPLE_LABELS, SAMPLES, free_port, start_gateway, stop
 
@@ -496,3 +496,44 @@ def test_format_prediction_invalid_field(change):
 
     with pytest.raises(GatewayFailed, match=repr(next(iter(change)))):
         format_prediction("rock1.png", prediction)
+
+
+def test_batches_split_by_bytes(tmp_path):
+    sizes = [5, 5, 5, 12, 1]
+    paths = []
+    for index, size in enumerate(sizes):
+        path = tmp_path / f"image{index}.png"
+        path.write_bytes(b"x" * size)
+        paths.append(path)
+
+    batches = plan_batches(paths, max_files=16, max_bytes=10)
+
+    assert [[p.name for p in batch] for batch in batches] == [
+        ["image0.png", "image1.png"],
+        ["image2.png"],
+        ["image3.png"],
+        ["image4.png"],
+    ]
+
+
+def test_batches_split_by_count(tmp_path):
+    paths = []
+    for index in range(5):
+        path = tmp_path / f"image{index}.png"
+        path.write_bytes(b"x")
+        paths.append(path)
+
+    batches = plan_batches(paths, max_files=2, max_bytes=1000)
+
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+
+
+def test_large_folder_sent_in_byte_batches(gateway, tmp_path):
+    rock = (SAMPLES / "rock1.png").read_bytes()
+    for index in range(3):
+        (tmp_path / f"rock{index}.png").write_bytes(rock)
+
+    run = run_cli("--url", gateway.url, "--batch-bytes", str(len(rock) + 1), str(tmp_path))
+
+    assert run.code == 0, run.stderr
+    assert [match["label"] for match in parse_lines(run.stdout)] == ["rock"] * 3
