@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -120,10 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     training_seconds = time.monotonic() - started
 
-    export_saved_model(model, class_names, target)
+    # A model server polling the base path must never see a half-written
+    # version, so the export goes to a hidden folder that is then renamed.
+    staging = args.models / f".staging-{version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    export_saved_model(model, class_names, staging)
     examples = [validation.images[np.flatnonzero(validation.labels == i)[0]]
                 for i in range(len(class_names))]
-    write_warmup_requests(target, args.model_name, examples)
+    write_warmup_requests(staging, args.model_name, examples)
+    staging.rename(target)
     log.info("exported version %d to %s", version, target)
 
     metrics = evaluate(target, validation.images, validation.labels, class_names)

@@ -1,0 +1,76 @@
+"""`python -m serving.train` on a tiny data set: export, warm-up records and model card."""
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, SAMPLE_LABELS, SAMPLES, start_model_server, stop
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Four rotated copies of each sample image, one folder per class."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    for name, label in SAMPLE_LABELS.items():
+        folder = root / label
+        folder.mkdir()
+        image = Image.open(SAMPLES / name)
+        for angle in (0, 90, 180, 270):
+            image.rotate(angle).save(folder / f"{label}-{angle}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    """A model base path holding version 1 trained for one epoch on tiny_data."""
+    models = tmp_path_factory.mktemp("models")
+    completed = subprocess.run(
+        [sys.executable, "-m", "serving.train", "--data", str(tiny_data),
+         "--models", str(models), "--epochs", "1", "--size", "48",
+         "--batch-size", "4", "--validation-fraction", "0.25"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return models
+
+
+def test_train_exports_version_with_warmup(trained):
+    version = trained / "1"
+
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables").is_dir()
+    assert (version / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
+    assert not list(trained.glob(".staging-*"))
+
+
+def test_train_writes_model_card(trained):
+    card = (trained / "cards" / "v1.md").read_text()
+
+    assert "# Model card: rps version 1" in card
+    assert "Laurence Moroney" in card
+    assert "| **rock** |" in card
+    assert "Held-out validation split: 3 images" in card
+    assert (trained / "cards" / "v1-training.png").stat().st_size > 0
+    assert (trained / "cards" / "v1-metrics.json").is_file()
+
+
+def test_model_server_loads_trained_version(trained, tmp_path):
+    server = start_model_server(tmp_path / "server.log", trained)
+    stop(server.process)
+
+    log = server.log.read_text()
+    assert "version 1" in log
+    assert "warm-up" in log or "warmup" in log
+
+
+def test_train_rejects_existing_version(trained, tiny_data):
+    completed = subprocess.run(
+        [sys.executable, "-m", "serving.train", "--data", str(tiny_data),
+         "--models", str(trained), "--version", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+    assert completed.returncode == 2
+    assert "already exists" in completed.stderr
