@@ -12,7 +12,7 @@ DATA ?= ../shared/data/rps-cgi-train
 VERSION ?=
 # make classify
 IMG ?= rock1.png
-URL ?= http://localhost:5000
+URL ?= $(or $(RPS_GATEWAY_URL),http://localhost:$(GATEWAY_PORT))
 # make up
 GATEWAY_PORT ?= 5000
 MODEL_PORT ?= 8500
@@ -41,7 +41,7 @@ up: install
 	GATEWAY_PORT=$(GATEWAY_PORT) MODEL_PORT=$(MODEL_PORT) VENV=$(VENV) scripts/up.sh
 
 classify: install
-	$(BIN)/rps-classify --url $(URL) $(IMG)
+	@$(BIN)/rps-classify --url $(URL) $(IMG)
 
 test: install
 	$(PY) -m pytest
@@ -52,3 +52,22 @@ train: install
 
 clean:
 	rm -rf $(VENV) $(STUBS) gateway/tfs/*_pb2*.py .pytest_cache
+
+# The container test (tests/containers/run.sh): builds the gateway image and a
+# stand-in for TensorFlow Serving with podman, runs both on a private network
+# and classifies the samples through them. Needs root; installs podman with
+# apt-get when it is missing.
+.PHONY: test-containers images
+test-containers: install
+	bash tests/containers/run.sh
+
+# The gateway image that docker-compose.yml runs, built with podman when it is
+# installed, else docker. BASE_IMAGE replaces python:3.11-slim as the base.
+CONTAINER_TOOL ?= $(shell command -v podman || command -v docker)
+GATEWAY_IMAGE ?= rps-gateway:latest
+BASE_IMAGE ?=
+
+images:
+	$(CONTAINER_TOOL) build $(if $(findstring podman,$(CONTAINER_TOOL)),--format docker) \
+		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		-f gateway/Dockerfile -t $(GATEWAY_IMAGE) .

@@ -23,11 +23,12 @@ else
 fi
 
 pids=()
+readiness_pid=
 stop_all() {
     trap - INT TERM EXIT
     echo "up: stopping"
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+    kill -TERM "${pids[@]}" $readiness_pid 2>/dev/null || true
+    wait "${pids[@]}" $readiness_pid 2>/dev/null || true
 }
 trap stop_all INT TERM EXIT
 
@@ -40,6 +41,33 @@ RPS_GATEWAY_BIND=${RPS_GATEWAY_BIND:-127.0.0.1:$gateway_port} \
     "$venv/bin/gunicorn" --config gateway/gunicorn.conf.py 'gateway.app:create_app()' &
 pids+=($!)
 
-echo "up: gateway on http://localhost:$gateway_port, model server gRPC on port $model_port"
-# Return as soon as either process exits, so that one crash stops both.
-wait -n
+echo "up: starting the gateway on http://localhost:$gateway_port and the model server" \
+    "on gRPC port $model_port; loading the model takes about 10 s"
+
+# Report readiness once, so that users know when `make classify` will work.
+"$venv/bin/python" - "$gateway_port" <<'PYTHON' &
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/readyz"
+for _ in range(240):
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        print(f"up: ready; try `make classify IMG=rock1.png` in another terminal")
+        break
+    except OSError:
+        time.sleep(0.5)
+else:
+    print(f"up: {url} did not return 200 within 2 minutes; see the log above")
+PYTHON
+readiness_pid=$!
+
+# Stop both as soon as either exits, and say which one it was.
+set +e
+wait -n -p exited "${pids[@]}"
+status=$?
+set -e
+if [ "$exited" = "${pids[0]}" ]; then
+    echo "up: the model server exited with status $status; stopping the gateway"
+else
+    echo "up: the gateway exited with status $status; stopping the model server"
+fi
+exit "$status"
