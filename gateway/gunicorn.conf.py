@@ -5,9 +5,24 @@
 The app is loaded in each worker after the fork (preload_app is off) and the
 master never imports gRPC, because a gRPC channel opened before fork() is not
 usable in the child.
+
+Prometheus metrics run in prometheus-client's multiprocess mode: each worker
+writes its samples to files in PROMETHEUS_MULTIPROC_DIR and GET /metrics sums
+them. When that variable is not set, the master creates a new temporary folder
+before the first fork and removes it when it exits. A folder set by the user
+is kept, but the sample files of an earlier run are deleted from it at start,
+because prometheus-client would otherwise add them to this run's totals.
 """
 
+import glob
 import os
+import shutil
+import tempfile
+
+_MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+# The folder that on_starting created and on_exit removes, or None when the user set it.
+_created_multiprocess_dir: str | None = None
 
 
 def _positive_int(variable: str, default: int) -> int:
@@ -43,3 +58,33 @@ loglevel = os.environ.get("RPS_LOG_LEVEL", "info").lower()
 # The runtime control socket (gunicorn 25.1+) defaults to one fixed path per
 # user, which several gateways on one machine would share. Nothing uses it.
 control_socket_disable = True
+
+
+def on_starting(server) -> None:
+    """Prepare the metrics folder in the master, before any worker forks and inherits it."""
+    global _created_multiprocess_dir
+
+    path = os.environ.get(_MULTIPROCESS_DIR_VARIABLE)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    else:
+        path = tempfile.mkdtemp(prefix="rps-gateway-metrics-")
+        _created_multiprocess_dir = path
+        os.environ[_MULTIPROCESS_DIR_VARIABLE] = path
+    server.log.info("metrics: multiprocess folder %s", path)
+
+
+def child_exit(server, worker) -> None:
+    """Drop the live-gauge files of a worker that exited. Its counters stay in the totals."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics folder if on_starting created it."""
+    if _created_multiprocess_dir is not None:
+        shutil.rmtree(_created_multiprocess_dir, ignore_errors=True)
+        server.log.info("metrics: removed multiprocess folder %s", _created_multiprocess_dir)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import grpc
 import numpy as np
 
+from gateway import metrics
 from gateway.errors import ModelServerError, ModelServerTimeout, ModelServerUnavailable
 from gateway.messages import (
     ModelMetadata,
@@ -178,9 +179,11 @@ class ModelClient:
     ) -> Prediction:
         prediction_stub, _ = self._stubs()
         request = build_predict_request(self.model_name, metadata, batch)
+        metrics.observe_batch_size(len(batch))
         try:
             response = prediction_stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as error:
+            metrics.count_model_server_error("Predict", error.code().name)
             if retry_allowed and error.code() in _STALE_METADATA_CODES:
                 raise _StaleMetadata(f"{error.code().name}: {error.details()}") from error
             raise self._translate("Predict", error) from None
@@ -217,6 +220,7 @@ class ModelClient:
         try:
             return rpc(request, timeout=self.timeout)
         except grpc.RpcError as error:
+            metrics.count_model_server_error(method, error.code().name)
             raise self._translate(method, error) from None
 
     def _translate(self, method: str, error: grpc.RpcError) -> ModelServerError:

@@ -1,4 +1,8 @@
-"""Request ids, per-stage timings and one log line per request."""
+"""Request ids, per-stage timings and one log line per request.
+
+The same timings feed the Prometheus histograms in gateway.metrics, so the log
+line and /metrics report the same measurements.
+"""
 
 import logging
 import re
@@ -10,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask, Response, g, has_request_context, request
+
+from gateway import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +124,9 @@ def _finish_request(response: Response) -> Response:
         level,
         "%s %s %d %s", request.method, _loggable_path(), status, " ".join(fields)
     )
+
+    route = request.url_rule.rule if request.url_rule is not None else None
+    metrics.observe_request(route, request.method, status, g.timings, total)
     return response
 
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from flask import Request
+from werkzeug.datastructures import FileStorage
 
 from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -11,6 +12,13 @@ MULTIPART = "multipart/form-data"
 
 # The name used in error details for a raw body sent without ?filename=.
 RAW_BODY_LABEL = "request body"
+
+# Maximum length, in characters, of a file name in an error detail. Longer
+# names are cut and end with an ellipsis. Successful replies carry the name as sent.
+MAX_LABEL_CHARACTERS = 100
+ELLIPSIS = "\u2026"
+
+_CURL_HINT = f"send the image as in curl -F {FILE_FIELD}=@rock1.png"
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ def read_uploads(request: Request, max_files: int) -> list[Upload]:
     there is no image or one is empty, and PayloadTooLarge for more than
     `max_files` images.
     """
+    _check_body_not_empty(request)
     if request.mimetype == MULTIPART:
         return read_form_uploads(request, max_files)
     if request.mimetype.startswith("image/"):
@@ -41,18 +50,16 @@ def read_uploads(request: Request, max_files: int) -> list[Upload]:
 
 def read_form_uploads(request: Request, max_files: int) -> list[Upload]:
     """Return the `file` parts of a multipart form; raise like read_uploads."""
+    _check_body_not_empty(request)
     if request.mimetype != MULTIPART:
         raise UnsupportedMediaType(
             f"content type {request.mimetype or '(none)'} is not accepted; "
             f"send {MULTIPART} with a part named {FILE_FIELD!r}"
         )
 
-    parts = request.files.getlist(FILE_FIELD)
+    parts = _parse_file_parts(request)
     if not parts:
-        raise InvalidRequest(
-            f"the form has no file part named {FILE_FIELD!r}; "
-            f"send the image as in curl -F {FILE_FIELD}=@rock1.png"
-        )
+        raise InvalidRequest(f"the form has no file part named {FILE_FIELD!r}; {_CURL_HINT}")
     if len(parts) > max_files:
         raise PayloadTooLarge(
             f"the request has {len(parts)} files; the limit is {max_files} per request"
@@ -61,7 +68,8 @@ def read_form_uploads(request: Request, max_files: int) -> list[Upload]:
     uploads = []
     for index, part in enumerate(parts, start=1):
         name = part.filename or None
-        upload = Upload(name=name, data=part.read(), label=name or f"file {index}")
+        label = error_label(name) if name else f"file {index}"
+        upload = Upload(name=name, data=part.read(), label=label)
         _check_not_empty(upload)
         uploads.append(upload)
     return uploads
@@ -69,7 +77,8 @@ def read_form_uploads(request: Request, max_files: int) -> list[Upload]:
 
 def _read_body(request: Request) -> Upload:
     name = request.args.get("filename") or None
-    upload = Upload(name=name, data=_read_limited_body(request), label=name or RAW_BODY_LABEL)
+    label = error_label(name) if name else RAW_BODY_LABEL
+    upload = Upload(name=name, data=_read_limited_body(request), label=label)
     _check_not_empty(upload)
     return upload
 
@@ -91,3 +100,52 @@ def _read_limited_body(request: Request) -> bytes:
 def _check_not_empty(upload: Upload) -> None:
     if not upload.data:
         raise InvalidRequest(f"{upload.label}: the upload is empty")
+
+
+def error_label(name: str) -> str:
+    """Escape control characters in `name` and cut it to 100 characters, for error details."""
+    printable = "".join(
+        character if character.isprintable() else repr(character)[1:-1] for character in name
+    )
+    if len(printable) <= MAX_LABEL_CHARACTERS:
+        return printable
+    return printable[: MAX_LABEL_CHARACTERS - 1] + ELLIPSIS
+
+
+def _check_body_not_empty(request: Request) -> None:
+    # A body without Content-Length is empty unless it is sent chunked.
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.content_length == 0 or (request.content_length is None and not chunked):
+        raise InvalidRequest(
+            f"the request body is empty; {_CURL_HINT}, or send a raw body with an image/* "
+            "content type"
+        )
+
+
+def _parse_file_parts(request: Request) -> list[FileStorage]:
+    """Parse the multipart body and return its `file` parts.
+
+    Raises InvalidRequest when the body is malformed. request.files would
+    return an empty form for a malformed body, which looks like a form without
+    a `file` part, so the body is parsed here with Werkzeug's parser set to
+    raise instead. Its size limits still apply.
+    """
+    if not request.mimetype_params.get("boundary"):
+        raise InvalidRequest(
+            "the multipart body is malformed: the Content-Type header has no boundary "
+            f"parameter; {_CURL_HINT}"
+        )
+
+    parser = request.make_form_data_parser()
+    parser.silent = False
+    try:
+        _, _, files = parser.parse(
+            request.stream, request.mimetype, request.content_length, request.mimetype_params
+        )
+    except ValueError:
+        raise InvalidRequest(
+            "the multipart body is malformed: it does not start with the boundary from the "
+            "Content-Type header, a part has no Content-Disposition header, or the body ends "
+            f"before the closing boundary; {_CURL_HINT}"
+        ) from None
+    return files.getlist(FILE_FIELD)
