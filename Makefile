@@ -25,7 +25,8 @@ $(INSTALLED): requirements/*.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet \
 		-r requirements/serving.txt -r requirements/client.txt \
-		-r requirements/build.txt -r requirements/test.txt
+		-r requirements/build.txt -r requirements/test.txt \
+		-r requirements/browser.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements/serving-api.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
@@ -44,6 +45,7 @@ classify: install
 	@$(BIN)/rps-classify --url $(URL) $(IMG)
 
 test: install
+	scripts/install-chromium.sh
 	$(PY) -m pytest
 
 train: install

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from gateway import metrics, request_log, routes
+from gateway import metrics, request_log, routes, web
 from gateway.errors import GatewayError
 from gateway.model_client import ModelClient
 from gateway.settings import load_settings
@@ -47,6 +47,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     )
     request_log.init_app(app)
     routes.init_app(app, settings, model_client)
+    web.init_app(app)
     metrics.init_app(app)
 
     app.register_error_handler(GatewayError, _handle_gateway_error)
