@@ -39,6 +39,13 @@ def _positive_int(variable: str, default: int) -> int:
 
 
 bind = [os.environ.get("RPS_GATEWAY_BIND", "127.0.0.1:5000")]
+
+# Sized for a 2-core host. A request mostly waits on the gRPC call, which
+# releases the GIL, so 4 threads per worker keep requests overlapping. Pillow
+# decoding and resizing hold the GIL in part, so a second worker uses the
+# second core. Each worker takes about 70 MB resident, so more workers cost
+# memory without a spare core to run on. docs/reliability.md has the load-test
+# figures behind this.
 workers = _positive_int("RPS_GATEWAY_WORKERS", 2)
 worker_class = "gthread"
 threads = _positive_int("RPS_GATEWAY_THREADS", 4)

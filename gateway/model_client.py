@@ -18,7 +18,13 @@ import grpc
 import numpy as np
 
 from gateway import metrics
-from gateway.errors import ModelServerError, ModelServerTimeout, ModelServerUnavailable
+from gateway.errors import (
+    GatewayError,
+    ModelServerError,
+    ModelServerTimeout,
+    ModelServerUnavailable,
+    PayloadTooLarge,
+)
 from gateway.messages import (
     ModelMetadata,
     Prediction,
@@ -71,6 +77,11 @@ CHANNEL_OPTIONS = (
 # Status codes of a pinned Predict whose cached metadata is stale, because the
 # version was unloaded (NOT_FOUND) or a new version takes another input (INVALID_ARGUMENT).
 _STALE_METADATA_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+# gRPC reports a message over the receiver's size limit as RESOURCE_EXHAUSTED
+# with this text; other RESOURCE_EXHAUSTED errors (memory, quotas) stay 502.
+_MESSAGE_TOO_LARGE = "larger than max"
 
 
 class _StaleMetadata(Exception):
@@ -223,7 +234,7 @@ class ModelClient:
             metrics.count_model_server_error(method, error.code().name)
             raise self._translate(method, error) from None
 
-    def _translate(self, method: str, error: grpc.RpcError) -> ModelServerError:
+    def _translate(self, method: str, error: grpc.RpcError) -> GatewayError:
         code = error.code()
         logger.error(
             "%s on model %s at %s failed: %s: %s",
@@ -233,6 +244,13 @@ class ModelClient:
             return ModelServerTimeout(f"the model server did not reply within {self.timeout:g} s")
         if code == grpc.StatusCode.UNAVAILABLE:
             return ModelServerUnavailable("the model server is unreachable; retry later")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _MESSAGE_TOO_LARGE in (
+            error.details() or ""
+        ):
+            return PayloadTooLarge(
+                "the images are too large for the model server's message size limit; "
+                "send fewer images per request"
+            )
         if code == grpc.StatusCode.NOT_FOUND and method != "Predict":
             return ModelServerUnavailable(
                 f"model {self.model_name} is not loaded on the model server"

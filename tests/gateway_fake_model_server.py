@@ -68,6 +68,7 @@ class _Servicer(
 
     def _begin(self, method: str, context: grpc.ServicerContext) -> Behaviour:
         behaviour = self.server.behaviour
+        self.server.started_calls.append(method)
         delay = min(behaviour.delays.get(method, 0.0), MAX_DELAY)
         if delay:
             self.server.released.wait(delay)
@@ -171,6 +172,8 @@ class FakeModelServer:
     def __init__(self) -> None:
         self.behaviour = Behaviour()
         self.predict_calls: list[PredictCall] = []
+        # Method names in the order calls arrived, before any delay or failure.
+        self.started_calls: list[str] = []
         self.released = threading.Event()
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -188,6 +191,7 @@ class FakeModelServer:
         """Restore the default behaviour and forget recorded calls."""
         self.behaviour = Behaviour()
         self.predict_calls.clear()
+        self.started_calls.clear()
 
     def stop(self) -> None:
         """Wake any delayed handler and stop the server."""
