@@ -73,3 +73,13 @@ images:
 	$(CONTAINER_TOOL) build $(if $(findstring podman,$(CONTAINER_TOOL)),--format docker) \
 		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
 		-f gateway/Dockerfile -t $(GATEWAY_IMAGE) .
+
+# The benchmark suite (bench/): in-process limit, the stack under load, the
+# classroom baseline, the gateway's footprint and a py-spy profile, in one run
+# of about 6 minutes. Writes bench/results/latest.json and docs/benchmarks.md.
+# BENCH_ARGS=--quick makes a smoke run of about a minute.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: install
+	$(BIN)/pip install --quiet -r requirements/bench.txt
+	$(PY) -m bench $(BENCH_ARGS)

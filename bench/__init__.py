@@ -1,0 +1,1 @@
+"""Benchmark suite for the serving stack, kept apart from the tests (`make bench`)."""
