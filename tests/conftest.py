@@ -135,3 +135,12 @@ def gateway(tmp_path_factory, model_server) -> Server:
     server = start_gateway(log, model_server.address)
     yield server
     stop(server.process)
+
+
+@pytest.fixture(scope="module")
+def orphan_gateway(tmp_path_factory) -> Server:
+    """A gateway whose model server address has nothing listening on it."""
+    log = tmp_path_factory.mktemp("orphan_gateway") / "gateway.log"
+    server = start_gateway(log, f"127.0.0.1:{free_port()}")
+    yield server
+    stop(server.process)

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from gateway.tfs import get_model_status_pb2
-from tests.conftest import SAMPLES, free_port, start_gateway, stop
+from tests.conftest import SAMPLES, start_gateway, stop
 from tests.gateway_fake_model_server import FakeModelServer
 
 # The RPC deadline the fault gateway runs with, in seconds.
@@ -72,15 +72,6 @@ def fault_gateway(tmp_path_factory, fake_server):
         RPS_METADATA_TTL="3600",
         RPS_GATEWAY_WORKERS="1",
     )
-    yield server
-    stop(server.process)
-
-
-@pytest.fixture(scope="module")
-def orphan_gateway(tmp_path_factory):
-    """A gateway whose model server address has nothing listening on it."""
-    log = tmp_path_factory.mktemp("orphan_gateway") / "gateway.log"
-    server = start_gateway(log, f"127.0.0.1:{free_port()}")
     yield server
     stop(server.process)
 

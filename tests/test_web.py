@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import SAMPLE_LABELS, SAMPLES, free_port, start_gateway, stop
+from tests.conftest import SAMPLE_LABELS, SAMPLES, start_gateway, stop
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -107,15 +107,6 @@ def small_limit_gateway(tmp_path_factory, model_server):
     """A gateway with the real model server and a request body limit of SMALL_UPLOAD_LIMIT bytes."""
     log = tmp_path_factory.mktemp("small_limit_gateway") / "gateway.log"
     server = start_gateway(log, model_server.address, RPS_MAX_UPLOAD_BYTES=str(SMALL_UPLOAD_LIMIT))
-    yield server
-    stop(server.process)
-
-
-@pytest.fixture(scope="module")
-def orphan_gateway(tmp_path_factory):
-    """A gateway whose model server address has nothing listening on it."""
-    log = tmp_path_factory.mktemp("orphan_gateway") / "gateway.log"
-    server = start_gateway(log, f"127.0.0.1:{free_port()}")
     yield server
     stop(server.process)
 
