@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from gateway import metrics, openapi, request_log, routes, web
+from gateway import memory, metrics, openapi, request_log, routes, web
 from gateway.errors import GatewayError
 from gateway.model_client import ModelClient
 from gateway.settings import load_settings
@@ -50,6 +50,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     web.init_app(app)
     metrics.init_app(app)
     openapi.init_app(app)
+    memory.init_app(app)
 
     app.register_error_handler(GatewayError, _handle_gateway_error)
     app.register_error_handler(HTTPException, _handle_http_exception)

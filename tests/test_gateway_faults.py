@@ -4,6 +4,7 @@ A real gRPC server from tests/gateway_fake_model_server.py plays the model
 server, because the local model server cannot fail on demand.
 """
 
+import io
 import os
 import re
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
+from PIL import Image
 
 from gateway.tfs import get_model_status_pb2
 from tests.conftest import SAMPLES, start_gateway, stop
@@ -292,3 +294,29 @@ def test_master_opens_no_grpc(fault_gateway):
     maps = Path(f"/proc/{fault_gateway.process.pid}/maps").read_text()
 
     assert "cygrpc" not in maps
+
+
+# Memory.
+
+
+@pytest.fixture(scope="module")
+def one_worker_gateway(tmp_path_factory, model_server):
+    """One gateway worker in front of the real model server, for memory readings."""
+    log = tmp_path_factory.mktemp("one_worker_gateway") / "gateway.log"
+    server = start_gateway(log, model_server.address, RPS_GATEWAY_WORKERS="1")
+    yield server
+    stop(server.process)
+
+
+def test_worker_memory_returns_after_large_image(one_worker_gateway):
+    image = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(image, "PNG")
+    [worker] = worker_pids(one_worker_gateway)
+    files = [("file", ("large.png", image.getvalue(), "image/png"))]
+
+    response = requests.post(f"{one_worker_gateway.url}/classify", files=files, timeout=60)
+
+    assert response.status_code == 200, response.text
+    # Decoding 36 megapixels to RGB allocates over 100 MB; the worker must give
+    # it back to the system instead of keeping it.
+    assert resident_mb(worker) < 110
