@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.processes import ROOT, child_pids
 from bench.stats import summarize
 
-# Same settings file the container test uses, so podman sees the same image store.
+# Same settings file the container test uses, so podman reads the same image store.
 CONTAINERS_CONF = ROOT / "tests" / "containers" / "containers.conf"
 GATEWAY_IMAGE = "localhost/rps-gateway:test"
 

@@ -18,7 +18,7 @@ START_TIMEOUT = 120
 
 
 class StartError(RuntimeError):
-    """A server process exited or did not answer before START_TIMEOUT."""
+    """A server process exited or did not respond before START_TIMEOUT."""
 
 
 def free_port() -> int:

@@ -48,11 +48,11 @@ def render(results: dict) -> str:
     ]
     if results["loadgen"]["cpus"] <= 2:
         lines.append(
-            "  On this few CPUs that is a trade-off: pinning the servers away from the"
+            "  With so few CPUs this is a trade-off. Pinning the servers away from the"
             " load generator would halve their CPUs, so instead they share one CPU with"
-            " it, and the client's own cost (the `client CPU` column, in ms of CPU per"
-            " request) is taken from the servers' budget. Stack numbers are therefore"
-            " a lower bound on what the stack does with a client on another machine.")
+            " it. The client's own cost (the `client CPU` column, in ms of CPU per"
+            " request) is therefore taken from the servers' budget, and stack numbers"
+            " are a lower bound on what the stack does with a client on another machine.")
     lines += ["", *_targets(results), "", *_pipeline(pipeline), "", *_stack(results),
               "", *_classroom(results), "", *_large(results), "", *_footprint(results),
               "", *_profile(results), ""]

@@ -1,1 +1,1 @@
-"""HTTP gateway: validates and preprocesses images, then asks the model server over gRPC."""
+"""HTTP gateway: validates and preprocesses images, then calls the model server over gRPC."""

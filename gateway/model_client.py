@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 # gRPC retries a call that failed with UNAVAILABLE up to twice, 0.2 to 0.6 s
 # later, while the deadline allows. Each gunicorn worker has its own channel, so
 # a worker whose channel is still in reconnect backoff when the model server
-# comes up would otherwise answer 503 while another worker already answers 200.
+# comes up would otherwise return 503 while another worker already returns 200.
 # All three methods are read-only, so a retry cannot apply anything twice.
 RETRY_SERVICE_CONFIG = json.dumps({
     "methodConfig": [{

@@ -1,8 +1,8 @@
 """Turn uploaded image bytes into the uint8 RGB array the model takes.
 
 This is the only preprocessing implementation: training, evaluation, warm-up
-records and the gateway all call `preprocess`, so that what the model sees at
-serving time matches what it was trained on. It depends on Pillow and NumPy only.
+records and the gateway all call `preprocess`, so that the model receives at
+serving time the same input it was trained on. It depends on Pillow and NumPy only.
 """
 
 import io

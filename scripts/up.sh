@@ -60,7 +60,7 @@ else:
 PYTHON
 readiness_pid=$!
 
-# Stop both as soon as either exits, and say which one it was.
+# Stop both as soon as either exits, and report which one it was.
 set +e
 wait -n -p exited "${pids[@]}"
 status=$?

@@ -10,7 +10,7 @@ def build_classifier(size: tuple[int, int], class_count: int) -> keras.Model:
     x = layers.Rescaling(1.0 / 255.0)(inputs)
 
     # A stride-2 first convolution and four pooling steps take 150 pixels down
-    # to 4 at a third of the compute of a stride-1 stem; global average
+    # to 4, at a third of the compute of a stride-1 stem. Global average
     # pooling keeps the dense head, and so the file, small.
     for block, filters in enumerate((32, 64, 128, 128)):
         stride = 2 if block == 0 else 1
@@ -30,9 +30,9 @@ def build_classifier(size: tuple[int, int], class_count: int) -> keras.Model:
 def build_augmentation(seed: int) -> keras.Sequential:
     """Build random transforms for training batches of float pixels in [0, 255].
 
-    Hands in the data come from every side, so flips and rotations are free;
-    zoom, shift, brightness, contrast and hue cover other hand models and
-    skin tones than the training renders.
+    Hands in the data come from every side, so flips and rotations are free.
+    Zoom, shift, brightness, contrast and hue cover hand models and skin
+    tones that the training renders lack.
     """
     return keras.Sequential(
         [

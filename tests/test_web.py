@@ -321,7 +321,7 @@ def test_network_failure_shows_message(page):
 
 
 def test_in_flight_state_shown(page):
-    # Holding the request shows the page's state while the gateway has not answered.
+    # Holding the request shows the page's state before the gateway replies.
     held_routes = []
     page.route("**/classify", lambda route: held_routes.append(route))
 
