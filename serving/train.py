@@ -1,6 +1,6 @@
 """Train the rock-paper-scissors classifier and export it as a new model version.
 
-Run as `python -m serving.train --data DIR`; `make train` passes the defaults.
+Run as `python -m serving.train --data DIR --real DIR`; `make train` passes the defaults.
 """
 
 import argparse
@@ -14,18 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from serving import dataset
-from serving.model_card import (
-    evaluate,
-    machine_description,
-    plot_history,
-    write_card,
-    write_metrics,
-)
+from serving import calibration, dataset, training_data
+from serving.architecture import MIN_SIZE
+from serving.model_card import machine_description
 
 log = logging.getLogger("serving.train")
 
 DEFAULT_MODELS = Path(__file__).resolve().parent / "models" / "rps"
+
+# Each real photograph is seen this many times an epoch: there are fewer of
+# them than rendered hands, and they are what users send.
+REAL_REPEATS = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,7 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m serving.train", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--data", type=Path, required=True,
-                        help="folder with one sub-folder of images per class")
+                        help="folder of rendered hands, one sub-folder of images per class")
+    parser.add_argument("--real", type=Path, default=None,
+                        help="folder of hand photographs with the same class folders, "
+                             "named <clip>_jpg.rf.<id>.jpg (default: train without them)")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS,
                         help="model base path holding the version folders "
                              "(default: %(default)s)")
@@ -42,16 +44,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="version number to write (default: one above the highest)")
     parser.add_argument("--model-name", default="rps",
                         help="model name used in the warm-up requests (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=150,
+    parser.add_argument("--size", type=int, default=112,
                         help="input height and width in pixels (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=20,
+    parser.add_argument("--epochs", type=int, default=30,
                         help="number of epochs (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--validation-fraction", type=float, default=0.2,
-                        help="share of each class held out (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--held-out-fraction", type=float, default=0.2,
+                        help="share of each source held out for the model card "
+                             "(default: %(default)s)")
+    parser.add_argument("--calibration-fraction", type=float, default=0.1,
+                        help="share of each source that fits the temperature and the "
+                             "uncertainty thresholds (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.size < MIN_SIZE:
+        parser.error(f"--size must be at least {MIN_SIZE} pixels for this network")
+    return args
 
 
 def next_version(models: Path) -> int:
@@ -61,7 +70,7 @@ def next_version(models: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train, export, evaluate and document one model version."""
+    """Train, calibrate, export, evaluate and document one model version."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     version = args.version or next_version(args.models)
@@ -75,35 +84,46 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    from serving.architecture import build_augmentation, build_classifier
+    from serving import evaluate
+    from serving.architecture import build_classifier
+    from serving.augment import Augmenter
     from serving.export import export_saved_model, write_warmup_requests
 
     keras.utils.set_random_seed(args.seed)
     size = (args.size, args.size)
+    sources = training_data.load(
+        args.data, args.real, size, args.held_out_fraction, args.calibration_fraction,
+        args.seed,
+    )
+    parts = sources.parts
 
-    class_names, paths, labels = dataset.list_images(args.data)
-    train_idx, val_idx = dataset.stratified_split(labels, args.validation_fraction, args.seed)
-    log.info("%d images in classes %s: %d for training, %d held out",
-             len(paths), class_names, len(train_idx), len(val_idx))
-    train = dataset.load_split(paths, labels, train_idx, size)
-    validation = dataset.load_split(paths, labels, val_idx, size)
+    train_sets = [parts["cgi"]["train"], parts["no_hand"]["train"]]
+    train_sets += [parts["real"]["train"]] * REAL_REPEATS if "real" in parts else []
+    images = np.concatenate([part.images for part in train_sets])
+    labels = np.concatenate([part.labels for part in train_sets])
+    # Only the rendered hands have a plain background to replace.
+    masks = np.concatenate(
+        [dataset.background_masks(parts["cgi"]["train"].images)]
+        + [np.zeros(part.images.shape[:3] + (1,), np.uint8) for part in train_sets[1:]]
+    )
+    calibration_sets = [by_part["calibration"] for by_part in parts.values()]
+    calibration_images = np.concatenate([part.images for part in calibration_sets])
+    calibration_labels = np.concatenate([part.labels for part in calibration_sets])
 
-    augmentation = build_augmentation(args.seed)
+    augmenter = Augmenter(parts["no_hand"]["train"].images, args.seed)
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((train.images, train.labels))
-        .shuffle(len(train.labels), seed=args.seed, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices((images, masks, labels))
+        .shuffle(len(labels), seed=args.seed, reshuffle_each_iteration=True)
         .batch(args.batch_size)
-        .map(lambda x, y: (augmentation(tf.cast(x, tf.float32), training=True), y),
+        .map(lambda x, m, y: (augmenter(tf.cast(x, tf.float32), m), y),
              num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val_ds = (
-        tf.data.Dataset.from_tensor_slices(
-            (validation.images.astype(np.float32), validation.labels))
-        .batch(64)
-    )
+    validation_ds = tf.data.Dataset.from_tensor_slices(
+        (calibration_images.astype(np.float32), calibration_labels)
+    ).batch(64)
 
-    model = build_classifier(size, len(class_names))
+    model = build_classifier(size, sources.none_label + 1)
     # Cosine decay to zero: at a constant rate the batch-norm statistics kept
     # validation accuracy swinging between 40% and 99% from epoch to epoch.
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -111,63 +131,111 @@ def main(argv: list[str] | None = None) -> int:
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     started = time.monotonic()
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=args.epochs,
+        train_ds, validation_data=validation_ds, epochs=args.epochs,
         verbose=1 if sys.stdout.isatty() else 2,
     )
     training_seconds = time.monotonic() - started
+
+    logits = model.predict(calibration_images.astype(np.float32), batch_size=64, verbose=0)
+    temperature = calibration.fit_temperature(logits, calibration_labels)
+    thresholds = calibration.choose_thresholds(
+        *_threshold_inputs(sources, logits / temperature, calibration_sets)
+    )
+    log.info("temperature %.3f, thresholds %s", temperature, thresholds)
 
     # A model server polling the base path must never see a half-written
     # version, so the export goes to a hidden folder that is then renamed.
     staging = args.models / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
-    export_saved_model(model, class_names, staging)
-    examples = [validation.images[np.flatnonzero(validation.labels == i)[0]]
-                for i in range(len(class_names))]
+    export_saved_model(model, sources.class_names, staging, temperature, thresholds)
+    held_out = parts["cgi"]["held_out"]
+    examples = [held_out.images[np.flatnonzero(held_out.labels == i)[0]]
+                for i in range(len(sources.class_names))]
     write_warmup_requests(staging, args.model_name, examples)
     staging.rename(target)
     log.info("exported version %d to %s", version, target)
 
-    metrics = evaluate(target, validation.images, validation.labels, class_names)
-    log.info("held-out accuracy %.4f on %d images", metrics["accuracy"], metrics["images"])
-
-    cards = args.models / "cards"
-    cards.mkdir(exist_ok=True)
-    curve = cards / f"v{version}-training.png"
-    plot_history(history.history, curve)
-    summary: list[str] = []
-    model.summary(print_fn=lambda line, **_: summary.append(line))
     facts = {
         "model_name": args.model_name,
         "version": version,
-        "class_names": class_names,
+        "class_names": sources.class_names,
         "height": args.size,
         "width": args.size,
-        "data_images": len(paths),
-        "train_images": len(train_idx),
-        "validation_fraction": args.validation_fraction,
         "seed": args.seed,
-        "validation": metrics,
-        "architecture": "```\n" + "\n".join(summary) + "\n```",
+        "held_out_fraction": args.held_out_fraction,
+        "calibration_fraction": args.calibration_fraction,
+        "images": {
+            source: {part: len(by_part[part].labels) for part in training_data.PARTS}
+            for source, by_part in parts.items()
+        },
+        "real_repeats": REAL_REPEATS,
+        "temperature": temperature,
+        "thresholds": thresholds,
         "parameters": int(model.count_params()),
-        "saved_model_bytes": sum(f.stat().st_size for f in target.rglob("*") if f.is_file()),
+        "architecture": _summary(model),
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
         "epochs": args.epochs,
         "training_seconds": training_seconds,
         "machine": machine_description(),
-        "curve_file": curve.name,
-        "command": "make train DATA=" + shlex.quote(os.path.relpath(args.data)),
+        "command": _command(args),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "held_out_reliability": _held_out_reliability(model, sources, temperature),
     }
-    write_metrics(cards / f"v{version}-metrics.json", facts)
-    write_card(cards / f"v{version}.md", facts)
-    log.info("wrote the model card %s", cards / f"v{version}.md")
+    evaluate.document_version(args.models, version, sources, facts)
     return 0
+
+
+def _threshold_inputs(sources, scaled_logits: np.ndarray, calibration_sets: list) -> tuple:
+    """Split calibration outputs into per-source hand results and the no-hand results."""
+    probabilities = calibration.softmax(scaled_logits)
+    gestures = sources.none_label
+    hand = 1.0 - probabilities[:, gestures]
+    gesture_scores = calibration.softmax(scaled_logits[:, :gestures])
+    top = gesture_scores.max(axis=1)
+    guess = gesture_scores.argmax(axis=1)
+
+    hands, no_hand, start = [], None, 0
+    for source, part in zip(sources.parts, calibration_sets):
+        stop = start + len(part.labels)
+        outputs = {"hand": hand[start:stop], "top": top[start:stop],
+                   "correct": guess[start:stop] == part.labels}
+        if source == "no_hand":
+            no_hand = outputs
+        else:
+            hands.append(outputs)
+        start = stop
+    return hands, no_hand
+
+
+def _held_out_reliability(model, sources, temperature: float) -> dict:
+    """Return the reliability of the 4-way softmax on all held-out images, before and after T."""
+    held_out = [by_part["held_out"] for by_part in sources.parts.values()]
+    images = np.concatenate([part.images for part in held_out]).astype(np.float32)
+    labels = np.concatenate([part.labels for part in held_out])
+    logits = model.predict(images, batch_size=64, verbose=0)
+    return {
+        "before": calibration.reliability(calibration.softmax(logits), labels),
+        "after": calibration.reliability(calibration.softmax(logits / temperature), labels),
+    }
+
+
+def _summary(model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def _command(args: argparse.Namespace) -> str:
+    command = "make train DATA=" + shlex.quote(os.path.relpath(args.data))
+    if args.real is not None:
+        command += " REAL=" + shlex.quote(os.path.relpath(args.real))
+    return command
 
 
 if __name__ == "__main__":

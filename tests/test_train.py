@@ -23,13 +23,29 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data, tmp_path_factory):
-    """A model base path holding version 1 trained for one epoch on tiny_data."""
+def tiny_photos(tmp_path_factory):
+    """Two "clips" of two frames per class, named as the photograph set names them."""
+    root = tmp_path_factory.mktemp("tiny_photos")
+    (root / "LICENSE-and-attribution").mkdir()
+    for name, label in SAMPLE_LABELS.items():
+        folder = root / label
+        folder.mkdir()
+        image = Image.open(SAMPLES / name).convert("RGB")
+        for clip in range(2):
+            for frame in range(2):
+                image.rotate(45 * clip + 10 * frame).save(
+                    folder / f"{label}.{clip:04d}_png.rf.{clip}{frame}_000{frame}.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tiny_photos, tmp_path_factory):
+    """A model base path holding version 1 trained for one epoch on the tiny sets."""
     models = tmp_path_factory.mktemp("models")
     completed = subprocess.run(
         [sys.executable, "-m", "serving.train", "--data", str(tiny_data),
-         "--models", str(models), "--epochs", "1", "--size", "48",
-         "--batch-size", "4", "--validation-fraction", "0.25"],
+         "--real", str(tiny_photos), "--models", str(models), "--epochs", "1",
+         "--size", "64", "--batch-size", "8", "--held-out-fraction", "0.25"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -50,10 +66,23 @@ def test_train_writes_model_card(trained):
 
     assert "# Model card: rps version 1" in card
     assert "Laurence Moroney" in card
+    assert "CDLA-Sharing-1.0" in card
     assert "| **rock** |" in card
-    assert "Held-out validation split: 3 images" in card
-    assert (trained / "cards" / "v1-training.png").stat().st_size > 0
-    assert (trained / "cards" / "v1-metrics.json").is_file()
+    # 25% of 4 images per class held out; 10% of the whole is 0 images a class.
+    assert "| rendered hands (CGI) | 9 | 0 | 3 |" in card
+    # Whole clips of 2 frames: one clip a class held out, one for calibration.
+    assert "| hand photographs | 0 | 6 | 6 |" in card
+    assert "`uncertain_reason`" in card
+    assert "Expected calibration error" in card
+    for name in ("v1-training.png", "v1-reliability.png", "v1-metrics.json"):
+        assert (trained / "cards" / name).stat().st_size > 0
+
+
+def test_train_writes_version_table(trained):
+    table = (trained / "cards" / "README.md").read_text()
+
+    assert "| [1](v1.md) |" in table
+    assert "batch-1 latency" in table
 
 
 def test_model_server_loads_trained_version(trained, tmp_path):
