@@ -31,9 +31,15 @@ DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 EXIT_INTERRUPTED = 130
 
+# The note after the label of an uncertain prediction, by its `reason` (see docs/api.md).
+UNCERTAIN_NOTES = {
+    "no_hand": "uncertain: not a hand gesture",
+    "low_confidence": "uncertain: not sure which gesture",
+}
+
 EXIT_STATUS_HELP = """\
 exit status:
-  0    every image was classified
+  0    every image was classified, including images the model flags as uncertain
   2    invalid arguments, or an image file or folder that is missing or unreadable
   3    the gateway cannot be reached, or did not reply within --timeout
   4    the gateway rejected the request (HTTP 4xx), for example a file that is not an image
@@ -158,11 +164,17 @@ def build_parser(environment: Environment) -> argparse.ArgumentParser:
 def format_prediction(name: str, prediction: Mapping[str, Any]) -> str:
     """Format one prediction as `NAME: LABEL (99.2%), model rps v1, server time ...`.
 
-    The server time keeps its UTC offset and drops fractions of a second. Raises
-    GatewayFailed when a field that docs/api.md specifies is missing or invalid.
+    An uncertain prediction gets a note after the label, such as
+    `NAME: LABEL (41.0%), uncertain: not a hand gesture, model rps v2, ...`.
+    A prediction without the `uncertain` field, from a gateway older than that
+    field, is formatted as confident. The server time keeps its UTC offset and
+    drops fractions of a second. Raises GatewayFailed when a field that
+    docs/api.md specifies is missing or invalid.
     """
     label = prediction.get("label")
     confidence = prediction.get("confidence")
+    uncertain = prediction.get("uncertain", False)
+    reason = prediction.get("reason")
     model = prediction.get("model")
     server_time = prediction.get("server_time")
 
@@ -170,6 +182,10 @@ def format_prediction(name: str, prediction: Mapping[str, Any]) -> str:
         raise _invalid_field(name, "label", label)
     if not isinstance(confidence, (int, float)) or isinstance(confidence, bool):
         raise _invalid_field(name, "confidence", confidence)
+    if not isinstance(uncertain, bool):
+        raise _invalid_field(name, "uncertain", uncertain)
+    if reason is not None and not isinstance(reason, str):
+        raise _invalid_field(name, "reason", reason)
     if not isinstance(model, dict) or "name" not in model or "version" not in model:
         raise _invalid_field(name, "model", model)
     try:
@@ -177,10 +193,21 @@ def format_prediction(name: str, prediction: Mapping[str, Any]) -> str:
     except (TypeError, ValueError) as error:
         raise _invalid_field(name, "server_time", server_time) from error
 
+    note = f"{_uncertain_note(reason)}, " if uncertain else ""
     return (
-        f"{name}: {label} ({confidence * 100:.1f}%), "
+        f"{name}: {label} ({confidence * 100:.1f}%), {note}"
         f"model {model['name']} v{model['version']}, server time {sent_at}"
     )
+
+
+def _uncertain_note(reason: str | None) -> str:
+    if reason is None:
+        return "uncertain"
+    if reason in UNCERTAIN_NOTES:
+        return UNCERTAIN_NOTES[reason]
+    # A reason from a later model version, quoted by json.dumps so that
+    # control characters cannot reach the terminal.
+    return f"uncertain: reason {json.dumps(reason)}"
 
 
 def _run(argv: Sequence[str] | None, environment: Environment) -> int:

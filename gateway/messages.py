@@ -3,9 +3,13 @@
 These functions use protobuf only, no gRPC. The model contract they check is
 the one serving/export.py writes: a `serving_default` signature that takes one
 uint8 [batch, height, width, 3] input and returns `scores` (float32
-[batch, classes]) and `classes` (string [batch, classes]).
+[batch, classes]) and `classes` (string [batch, classes]). Model versions from
+version 2 on also return `hand_probability` (float32 [batch]) and
+`uncertain_reason` (string [batch]). A reply without them comes from a model
+that does not judge its own certainty, which is not an error.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +25,15 @@ from gateway.tfs import (
 SIGNATURE_NAME = "serving_default"
 SCORES_OUTPUT = "scores"
 CLASSES_OUTPUT = "classes"
+HAND_PROBABILITY_OUTPUT = "hand_probability"
+UNCERTAIN_REASON_OUTPUT = "uncertain_reason"
 METADATA_FIELD = "signature_def"
+
+# The `uncertain_reason` values that serving/export.py writes. An empty string
+# means confident. Any other non-empty value, which a later model version may
+# add, is passed on unchanged.
+NO_HAND = "no_hand"
+LOW_CONFIDENCE = "low_confidence"
 
 
 class UnexpectedReply(ValueError):
@@ -39,10 +51,18 @@ class ModelMetadata:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Scores per image, keyed by the class names the model returned."""
+    """The model's outputs per image, in batch order.
+
+    `scores` are keyed by the class names the model returned. A hand
+    probability is None when the model has no `hand_probability` output, and an
+    uncertain reason is None when the model is confident or has no
+    `uncertain_reason` output.
+    """
 
     version: int | None
     scores: list[dict[str, float]]
+    hand_probabilities: list[float | None]
+    uncertain_reasons: list[str | None]
 
 
 def _version(model_spec) -> int | None:
@@ -120,7 +140,11 @@ def build_status_request(model_name: str) -> get_model_status_pb2.GetModelStatus
 def build_predict_request(
     model_name: str, metadata: ModelMetadata, batch: np.ndarray
 ) -> predict_pb2.PredictRequest:
-    """Build a Predict request for a uint8 [batch, height, width, 3] array."""
+    """Build a Predict request for a uint8 [batch, height, width, 3] array.
+
+    The request sets no output_filter, so the reply carries every output of the
+    signature, the optional `hand_probability` and `uncertain_reason` included.
+    """
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = SIGNATURE_NAME
@@ -160,19 +184,20 @@ def decode_scores(tensor: tensor_pb2.TensorProto) -> np.ndarray:
         raise UnexpectedReply(
             f"output {SCORES_OUTPUT!r} has shape {dims}, not [batch, classes]"
         )
-    count = dims[0] * dims[1]
+    return _float_values(tensor, dims[0] * dims[1], SCORES_OUTPUT).reshape(dims)
 
+
+def _float_values(tensor: tensor_pb2.TensorProto, count: int, name: str) -> np.ndarray:
+    """Return the `count` float32 values of a DT_FLOAT tensor from tensor_content or float_val."""
     if tensor.tensor_content:
         size = len(tensor.tensor_content)
         if size != count * 4:
             raise UnexpectedReply(
-                f"output {SCORES_OUTPUT!r} has {size} bytes for {count} float32 values"
+                f"output {name!r} has {size} bytes for {count} float32 values"
             )
-        values = np.frombuffer(tensor.tensor_content, dtype="<f4")
-    else:
-        filled = _fill(list(tensor.float_val), count, SCORES_OUTPUT)
-        values = np.asarray(filled, dtype=np.float32)
-    return values.reshape(dims)
+        return np.frombuffer(tensor.tensor_content, dtype="<f4")
+    filled = _fill(list(tensor.float_val), count, name)
+    return np.asarray(filled, dtype=np.float32)
 
 
 def decode_classes(
@@ -193,17 +218,60 @@ def decode_classes(
             f"output {CLASSES_OUTPUT!r} has shape {dims}; expected [{batch_size}, {class_count}]"
         )
 
-    try:
-        names = [value.decode("utf-8") for value in tensor.string_val]
-    except UnicodeDecodeError as error:
-        raise UnexpectedReply(f"output {CLASSES_OUTPUT!r} is not UTF-8: {error}") from None
-    names = _fill(names, rows * class_count, CLASSES_OUTPUT)
+    names = _fill(_utf8_strings(tensor, CLASSES_OUTPUT), rows * class_count, CLASSES_OUTPUT)
     table = [names[row * class_count:(row + 1) * class_count] for row in range(rows)]
     return table * batch_size if rows == 1 else table
 
 
+def _utf8_strings(tensor: tensor_pb2.TensorProto, name: str) -> list[str]:
+    try:
+        return [value.decode("utf-8") for value in tensor.string_val]
+    except UnicodeDecodeError as error:
+        raise UnexpectedReply(f"output {name!r} is not UTF-8: {error}") from None
+
+
+def _check_batch_vector(
+    tensor: tensor_pb2.TensorProto, name: str, dtype: int, batch_size: int
+) -> None:
+    if tensor.dtype != dtype:
+        raise UnexpectedReply(
+            f"output {name!r} has dtype {_dtype_name(tensor.dtype)}, not {_dtype_name(dtype)}"
+        )
+    dims = _dims(tensor)
+    if dims != [batch_size]:
+        raise UnexpectedReply(f"output {name!r} has shape {dims}; expected [{batch_size}]")
+
+
+def decode_hand_probabilities(tensor: tensor_pb2.TensorProto, batch_size: int) -> list[float]:
+    """Decode the float32 [batch] probabilities that each image shows a hand gesture.
+
+    Raises UnexpectedReply for another dtype or shape, or for a value that is
+    not a number from 0 to 1.
+    """
+    _check_batch_vector(tensor, HAND_PROBABILITY_OUTPUT, types_pb2.DT_FLOAT, batch_size)
+    values = _float_values(tensor, batch_size, HAND_PROBABILITY_OUTPUT).tolist()
+
+    invalid = [value for value in values if not (math.isfinite(value) and 0.0 <= value <= 1.0)]
+    if invalid:
+        raise UnexpectedReply(
+            f"output {HAND_PROBABILITY_OUTPUT!r} has {invalid[0]}, not a probability from 0 to 1"
+        )
+    return values
+
+
+def decode_uncertain_reasons(
+    tensor: tensor_pb2.TensorProto, batch_size: int
+) -> list[str | None]:
+    """Decode the string [batch] reasons for uncertainty, with None for a confident image."""
+    _check_batch_vector(tensor, UNCERTAIN_REASON_OUTPUT, types_pb2.DT_STRING, batch_size)
+    reasons = _fill(
+        _utf8_strings(tensor, UNCERTAIN_REASON_OUTPUT), batch_size, UNCERTAIN_REASON_OUTPUT
+    )
+    return [reason or None for reason in reasons]
+
+
 def parse_prediction(response: predict_pb2.PredictResponse, batch_size: int) -> Prediction:
-    """Pair each image's scores with the class names from the same reply."""
+    """Pair each image's scores with the class names and certainty from the same reply."""
     for name in (SCORES_OUTPUT, CLASSES_OUTPUT):
         if name not in response.outputs:
             raise UnexpectedReply(
@@ -222,7 +290,25 @@ def parse_prediction(response: predict_pb2.PredictResponse, batch_size: int) -> 
             raise UnexpectedReply(f"output {CLASSES_OUTPUT!r} repeats a class name: {names}")
         rows.append({name: float(value) for name, value in zip(names, values)})
 
-    return Prediction(version=_version(response.model_spec), scores=rows)
+    # The two outputs are optional and decoded independently, so a model that
+    # returns only one of them still gets that one reported.
+    hand_probabilities: list[float | None] = [None] * batch_size
+    if HAND_PROBABILITY_OUTPUT in response.outputs:
+        hand_probabilities = decode_hand_probabilities(
+            response.outputs[HAND_PROBABILITY_OUTPUT], batch_size
+        )
+    uncertain_reasons: list[str | None] = [None] * batch_size
+    if UNCERTAIN_REASON_OUTPUT in response.outputs:
+        uncertain_reasons = decode_uncertain_reasons(
+            response.outputs[UNCERTAIN_REASON_OUTPUT], batch_size
+        )
+
+    return Prediction(
+        version=_version(response.model_spec),
+        scores=rows,
+        hand_probabilities=hand_probabilities,
+        uncertain_reasons=uncertain_reasons,
+    )
 
 
 def highest_available_version(

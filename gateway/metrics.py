@@ -19,6 +19,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from gateway.messages import LOW_CONFIDENCE, NO_HAND
+
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Route label of requests that matched no route, so that scanners probing
@@ -28,6 +30,11 @@ UNMATCHED_ROUTE = "unmatched"
 # Method label of any other method, for the same reason.
 OTHER_METHOD = "other"
 _KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+# Reason label of an `uncertain_reason` value that is not one of the known
+# reasons, so that a model cannot create one time series per string it returns.
+OTHER_REASON = "other"
+_KNOWN_REASONS = frozenset((NO_HAND, LOW_CONFIDENCE))
 
 # Upper bounds in seconds. A model call that hits the default 5 s deadline
 # lands in the 10 s bucket.
@@ -65,6 +72,12 @@ BATCH_SIZE = Histogram(
     "Images sent in one Predict call.",
     buckets=BATCH_SIZE_BUCKETS,
 )
+UNCERTAIN_PREDICTIONS = Counter(
+    "rps_gateway_uncertain_predictions",
+    "Predictions that the model flagged as uncertain, by its reason: no_hand, "
+    "low_confidence, or other for a reason this gateway does not know.",
+    ("reason",),
+)
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -95,6 +108,12 @@ def count_model_server_error(method: str, code: str) -> None:
 def observe_batch_size(size: int) -> None:
     """Record the number of images in one Predict call."""
     BATCH_SIZE.observe(size)
+
+
+def count_uncertain_prediction(reason: str) -> None:
+    """Count one prediction the model flagged as uncertain, by its `uncertain_reason`."""
+    reason = reason if reason in _KNOWN_REASONS else OTHER_REASON
+    UNCERTAIN_PREDICTIONS.labels(reason=reason).inc()
 
 
 @blueprint.get("/metrics")

@@ -1,12 +1,13 @@
 """Call TensorFlow Serving's gRPC API (Predict, GetModelMetadata, GetModelStatus).
 
 This is the only gateway module that touches gRPC. It reads the model's input
-name and size from the served signature and the class names from each Predict
-reply, so a new model version needs no gateway change. gRPC failures become
-ModelServerError subclasses whose detail is safe to send to clients, and the
-upstream text goes to the log only.
+name and size from the served signature, and the class names and the optional
+certainty outputs from each Predict reply, so a new model version needs no
+gateway change. gRPC failures become ModelServerError subclasses whose detail
+is safe to send to clients, and the upstream text goes to the log only.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -204,7 +205,7 @@ class ModelClient:
         except UnexpectedReply as error:
             raise self._unexpected("Predict", error) from None
         if prediction.version is None:
-            return Prediction(version=metadata.version, scores=prediction.scores)
+            return dataclasses.replace(prediction, version=metadata.version)
         return prediction
 
     def available_version(self) -> int:

@@ -6,8 +6,9 @@ from datetime import datetime
 import numpy as np
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from gateway import metrics
 from gateway.errors import GatewayError, InvalidRequest, ModelServerError, ModelServerUnavailable
-from gateway.messages import ModelMetadata, Prediction
+from gateway.messages import LOW_CONFIDENCE, NO_HAND, ModelMetadata, Prediction
 from gateway.model_client import ModelClient
 from gateway.preprocess import preprocess
 from gateway.request_log import record_stage, set_file_count, stage, stage_milliseconds
@@ -21,6 +22,15 @@ MODEL_CLIENT_KEY = "rps_model_client"
 
 # The classroom server's time format, for example 2026-December-04 19:20:00.
 SEND_FILE_TIME_FORMAT = "%Y-%B-%d %H:%M:%S"
+
+# Clauses that follow "The model predicts LABEL, but" in the /send_file
+# sentence of an uncertain prediction, by the model's `uncertain_reason`.
+SEND_FILE_UNCERTAIN_PHRASES = {
+    NO_HAND: "the image does not look like a hand gesture",
+    LOW_CONFIDENCE: "it is not sure which gesture the hand shows",
+}
+# The phrase for a reason this gateway does not know, which a later model version may add.
+SEND_FILE_OTHER_REASON_PHRASE = "it is not sure of this answer"
 
 # Rounding keeps replies short. float32 carries about 7 significant digits, so
 # 6 decimals drop precision only from scores below 0.1.
@@ -53,8 +63,8 @@ def classify() -> Response:
     server_time = datetime.now().astimezone().isoformat(timespec="milliseconds")
     model = {"name": _settings().model_name, "version": prediction.version}
     entries = [
-        _prediction_entry(upload, scores, model, server_time)
-        for upload, scores in zip(uploads, prediction.scores)
+        _prediction_entry(upload, prediction, index, model, server_time)
+        for index, upload in enumerate(uploads)
     ]
     return jsonify(predictions=entries)
 
@@ -74,9 +84,21 @@ def send_file() -> Response:
 
     label = _top_label(prediction.scores[0])
     server_time = datetime.now().strftime(SEND_FILE_TIME_FORMAT)
-    return Response(
-        f"The model predicts {label}; server time {server_time}", mimetype="text/plain"
-    )
+    sentence = format_send_file_sentence(label, prediction.uncertain_reasons[0], server_time)
+    return Response(sentence, mimetype="text/plain")
+
+
+def format_send_file_sentence(label: str, uncertain_reason: str | None, server_time: str) -> str:
+    """Format the /send_file reply, the classroom sentence for a confident prediction.
+
+    The sentence of an uncertain prediction still starts with "The model
+    predicts LABEL", which existing clients parse, and then says in words why
+    the model is unsure.
+    """
+    if uncertain_reason is None:
+        return f"The model predicts {label}; server time {server_time}"
+    phrase = SEND_FILE_UNCERTAIN_PHRASES.get(uncertain_reason, SEND_FILE_OTHER_REASON_PHRASE)
+    return f"The model predicts {label}, but {phrase}; server time {server_time}"
 
 
 @blueprint.get("/healthz")
@@ -108,11 +130,16 @@ def _predict(uploads: list[Upload]) -> Prediction:
 
     started = time.perf_counter()
     try:
-        return _model_client().classify(prepare)
+        prediction = _model_client().classify(prepare)
     finally:
         # classify() also runs prepare(), whose time is logged as its own stage.
         elapsed = (time.perf_counter() - started) * 1000.0
         record_stage("model", elapsed - stage_milliseconds("preprocess"))
+
+    for reason in prediction.uncertain_reasons:
+        if reason is not None:
+            metrics.count_uncertain_prediction(reason)
+    return prediction
 
 
 def _preprocess(upload: Upload, size: tuple[int, int], max_pixels: int) -> np.ndarray:
@@ -127,14 +154,23 @@ def _top_label(scores: dict[str, float]) -> str:
 
 
 def _prediction_entry(
-    upload: Upload, scores: dict[str, float], model: dict, server_time: str
+    upload: Upload, prediction: Prediction, index: int, model: dict, server_time: str
 ) -> dict:
+    scores = prediction.scores[index]
+    hand_probability = prediction.hand_probabilities[index]
+    reason = prediction.uncertain_reasons[index]
     label = _top_label(scores)
     return {
         "file": upload.name,
         "label": label,
         "confidence": round(scores[label], SCORE_DECIMALS),
         "scores": {name: round(value, SCORE_DECIMALS) for name, value in scores.items()},
+        # A model without the certainty outputs gives false, null and null.
+        "uncertain": reason is not None,
+        "reason": reason,
+        "hand_probability": (
+            None if hand_probability is None else round(hand_probability, SCORE_DECIMALS)
+        ),
         "model": model,
         "server_time": server_time,
     }

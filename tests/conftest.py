@@ -8,6 +8,7 @@ in a subprocess, as the model server already is.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,11 +18,17 @@ from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_BASE_PATH = ROOT / "serving" / "models" / "rps"
 SAMPLES = ROOT / "client" / "samples"
 SAMPLE_LABELS = {"rock1.png": "rock", "paper1.png": "paper", "scissors1.png": "scissors"}
+
+# A uniform grey image that has no hand in it. Model versions that judge their
+# certainty are expected to flag it as "no_hand".
+GREY_IMAGE_SIZE = (300, 300)
+GREY_IMAGE_COLOUR = (128, 128, 128)
 
 # Seconds to wait for a process to start serving; TensorFlow alone takes about 5 s to import.
 START_TIMEOUT = 90
@@ -144,3 +151,31 @@ def orphan_gateway(tmp_path_factory) -> Server:
     server = start_gateway(log, f"127.0.0.1:{free_port()}")
     yield server
     stop(server.process)
+
+
+@pytest.fixture(scope="session")
+def version_1_model_server(tmp_path_factory) -> Server:
+    """The local model server serving only a copy of version 1, which has no certainty outputs."""
+    base_path = tmp_path_factory.mktemp("version_1_model") / "rps"
+    shutil.copytree(MODEL_BASE_PATH / "1", base_path / "1")
+    log = tmp_path_factory.mktemp("version_1_model_server") / "model_server.log"
+    server = start_model_server(log, base_path)
+    yield server
+    stop(server.process)
+
+
+@pytest.fixture(scope="session")
+def version_1_gateway(tmp_path_factory, version_1_model_server) -> Server:
+    """The gateway under gunicorn in front of the version 1 model server."""
+    log = tmp_path_factory.mktemp("version_1_gateway") / "gateway.log"
+    server = start_gateway(log, version_1_model_server.address)
+    yield server
+    stop(server.process)
+
+
+@pytest.fixture
+def grey_image(tmp_path) -> Path:
+    """A 300x300 uniform grey PNG, grey.png in the test's temporary folder."""
+    path = tmp_path / "grey.png"
+    Image.new("RGB", GREY_IMAGE_SIZE, GREY_IMAGE_COLOUR).save(path, format="PNG")
+    return path

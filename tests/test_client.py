@@ -20,10 +20,16 @@ from client.cli import Environment, format_prediction, main, plan_batches
 from client.errors import GatewayFailed
 from tests.conftest import ROOT, SAMPLE_LABELS, SAMPLES, free_port, start_gateway, stop
 
+# The tests that send grey_image to the session's gateway expect the committed model
+# to judge its certainty (version 2 or later) and to flag that image as "no_hand".
+# They fail while version 1 is the latest committed version.
+
 # One output line, for example
-# `rock1.png: rock (99.2%), model rps v1, server time 2026-12-04 19:20:00+00:00`.
+# `rock1.png: rock (99.2%), model rps v1, server time 2026-12-04 19:20:00+00:00`, with a
+# note such as `uncertain: not a hand gesture, ` before `model` for an uncertain prediction.
 LINE = re.compile(
     r"^(?P<name>[^:]+): (?P<label>rock|paper|scissors) \((?P<percent>\d{1,3}\.\d)%\), "
+    r"(?:(?P<note>uncertain(?:: [^,]+)?), )?"
     r"model rps v(?P<version>\d+), "
     r"server time (?P<time>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2})$"
 )
@@ -191,6 +197,42 @@ def test_json_output_shape(gateway):
         assert prediction["model"]["name"] == "rps"
         assert isinstance(prediction["model"]["version"], int)
         assert datetime.fromisoformat(prediction["server_time"]).tzinfo is not None
+
+
+def test_grey_image_line_notes_no_hand(gateway, grey_image):
+    run = run_cli("--url", gateway.url, "rock1.png", str(grey_image))
+
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
+    rock, grey = parse_lines(run.stdout)
+    assert rock["note"] is None
+    assert grey["name"] == "grey.png"
+    assert grey["note"] == "uncertain: not a hand gesture"
+
+
+def test_json_passes_certainty_fields(gateway, grey_image):
+    run = run_cli("--url", gateway.url, "--json", "rock1.png", str(grey_image))
+
+    assert run.code == 0, run.stderr
+    rock, grey = json.loads(run.stdout)["predictions"]
+    assert rock["uncertain"] is False
+    assert rock["reason"] is None
+    assert isinstance(rock["hand_probability"], float)
+    assert grey["uncertain"] is True
+    assert grey["reason"] == "no_hand"
+    assert isinstance(grey["hand_probability"], float)
+
+
+def test_version_1_lines_have_no_note(version_1_gateway, grey_image):
+    text_run = run_cli("--url", version_1_gateway.url, "rock1.png", str(grey_image))
+    json_run = run_cli("--url", version_1_gateway.url, "--json", str(grey_image))
+
+    assert text_run.code == 0, text_run.stderr
+    assert [match["note"] for match in parse_lines(text_run.stdout)] == [None, None]
+    [prediction] = json.loads(json_run.stdout)["predictions"]
+    assert prediction["uncertain"] is False
+    assert prediction["reason"] is None
+    assert prediction["hand_probability"] is None
 
 
 def test_text_confidence_matches_json(gateway):
@@ -475,11 +517,43 @@ def test_format_prediction_exact_line():
 
 
 @pytest.mark.parametrize(
+    ("certainty", "note"),
+    [
+        ({"uncertain": True, "reason": "no_hand"}, "uncertain: not a hand gesture, "),
+        ({"uncertain": True, "reason": "low_confidence"}, "uncertain: not sure which gesture, "),
+        ({"uncertain": True, "reason": "blurry"}, 'uncertain: reason "blurry", '),
+        ({"uncertain": True, "reason": "bad\x1b[31m"}, 'uncertain: reason "bad\\u001b[31m", '),
+        ({"uncertain": True, "reason": None}, "uncertain, "),
+        ({"uncertain": False, "reason": None, "hand_probability": 0.99}, ""),
+        ({"uncertain": False, "reason": None, "hand_probability": None}, ""),
+        ({}, ""),
+    ],
+)
+def test_format_prediction_uncertain_note(certainty, note):
+    prediction = {
+        "label": "rock",
+        "confidence": 0.41,
+        "model": {"name": "rps", "version": 2},
+        "server_time": "2026-12-04T19:20:00.987+00:00",
+        **certainty,
+    }
+
+    line = format_prediction("grey.png", prediction)
+
+    assert line == (
+        f"grey.png: rock (41.0%), {note}model rps v2, server time 2026-12-04 19:20:00+00:00"
+    )
+
+
+@pytest.mark.parametrize(
     "change",
     [
         {"label": None},
         {"confidence": "high"},
         {"confidence": True},
+        {"uncertain": "yes"},
+        {"uncertain": None},
+        {"reason": 3},
         {"model": {"name": "rps"}},
         {"server_time": "yesterday"},
         {"server_time": None},

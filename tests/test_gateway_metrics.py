@@ -190,6 +190,32 @@ def test_metrics_exposition_parses_with_types(metrics_gateway):
     assert types["rps_gateway_batch_size"] == "histogram"
 
 
+def test_metrics_count_uncertain_by_reason(metrics_gateway, grey_image):
+    # Expects the committed model to flag a grey image as "no_hand" and the
+    # samples as confident, which version 1, without the certainty outputs, does not.
+    uncertain = "rps_gateway_uncertain_predictions_total"
+    _, before = scrape(metrics_gateway)
+
+    assert classify(metrics_gateway, grey_image, ROCK, grey_image).status_code == 200
+    assert classify(metrics_gateway, PAPER).status_code == 200
+    sentence = requests.post(
+        f"{metrics_gateway.url}/send_file",
+        files=[("file", (grey_image.name, grey_image.read_bytes(), "image/png"))],
+        timeout=HTTP_TIMEOUT,
+    )
+    text, after = scrape(metrics_gateway)
+
+    def delta(reason: str) -> float:
+        return value(after, uncertain, reason=reason) - value(before, uncertain, reason=reason)
+
+    assert sentence.status_code == 200
+    types = {family.name: family.type for family in text_string_to_metric_families(text)}
+    assert types["rps_gateway_uncertain_predictions"] == "counter"
+    assert delta("no_hand") == 3
+    assert delta("low_confidence") == 0
+    assert delta("other") == 0
+
+
 def test_metrics_count_model_server_errors_by_code(fake_gateway, fake_server):
     assert classify(fake_gateway, ROCK).status_code == 200
     _, before = scrape(fake_gateway)

@@ -18,7 +18,10 @@ from tests.conftest import SAMPLE_LABELS, SAMPLES, start_gateway, stop
 HTTP_TIMEOUT = 30
 
 CLASS_NAMES = {"paper", "rock", "scissors"}
-ENTRY_KEYS = {"file", "label", "confidence", "scores", "model", "server_time"}
+ENTRY_KEYS = {
+    "file", "label", "confidence", "scores", "uncertain", "reason", "hand_probability",
+    "model", "server_time",
+}
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}")
 MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 SENTENCE = re.compile(
@@ -95,6 +98,9 @@ def test_classify_sample_returns_label_and_shape(gateway, name, label):
     assert entry["scores"][label] == entry["confidence"]
     assert 0.0 <= entry["confidence"] <= 1.0
     assert sum(entry["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert isinstance(entry["uncertain"], bool)
+    assert entry["reason"] is None or isinstance(entry["reason"], str)
+    assert entry["hand_probability"] is None or 0.0 <= entry["hand_probability"] <= 1.0
     assert entry["model"]["name"] == "rps"
     assert isinstance(entry["model"]["version"], int)
     assert entry["model"]["version"] >= 1

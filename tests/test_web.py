@@ -5,6 +5,10 @@ model server. Playwright drives /usr/bin/chromium (Debian's `chromium`
 package) because Playwright's own browser download fails on machines without
 internet access. Set RPS_WEB_SCREENSHOT to a PNG path to save the page with
 the three samples' results there (docs/web-page.png is made that way).
+
+The tests that send a uniform grey image to the session's gateway expect the
+committed model to judge its certainty (version 2 or later) and to flag that
+image as "no_hand", so they fail while version 1 is the latest committed version.
 """
 
 import base64
@@ -340,6 +344,54 @@ def test_in_flight_state_shown(page):
     held_routes[0].continue_()
     wait_until_idle(page)
     expect(card.locator(".label-name")).to_have_text("rock")
+
+
+# ---- Uncertain predictions ----
+
+
+def test_uncertain_card_says_why(browser, gateway, grey_image):
+    page = open_page(browser, gateway.url + "/")
+
+    page.set_input_files("#file-input", [SAMPLES / "rock1.png", grey_image])
+    wait_until_idle(page)
+
+    grey = result_card(page, "grey.png")
+    rock = result_card(page, "rock1.png")
+    expect(grey).to_have_attribute("data-certainty", "uncertain")
+    expect(grey.locator(".uncertain-note")).to_have_text(
+        "Uncertain: the image does not look like a hand gesture."
+    )
+    expect(grey.locator(".label-name")).to_have_count(1)
+    expect(grey.locator(".hand-probability")).to_have_text(
+        re.compile(r"^Probability of a hand gesture: \d{1,3}\.\d%$")
+    )
+    expect(rock).to_have_attribute("data-certainty", "confident")
+    expect(rock.locator(".uncertain-note")).to_have_count(0)
+    expect(page.locator("#status")).to_have_text("2 classified (1 uncertain), 0 failed.")
+
+    # The border differs in style as well as colour, so it does not rely on colour alone.
+    grey_border = grey.evaluate("card => getComputedStyle(card).borderTopStyle")
+    rock_border = rock.evaluate("card => getComputedStyle(card).borderTopStyle")
+    page.context.close()
+
+    assert grey_border == "dashed"
+    assert rock_border == "solid"
+
+
+def test_version_1_card_has_no_certainty(browser, version_1_gateway, grey_image):
+    page = open_page(browser, version_1_gateway.url + "/")
+
+    page.set_input_files("#file-input", grey_image)
+    wait_until_idle(page)
+
+    card = result_card(page, "grey.png")
+    expect(card).to_have_attribute("data-certainty", "confident")
+    expect(card.locator(".label-name")).to_have_count(1)
+    expect(card.locator(".uncertain-note")).to_have_count(0)
+    expect(card.locator(".hand-probability")).to_have_count(0)
+    expect(card.locator(".model")).to_have_text("Model rps, version 1")
+    expect(page.locator("#status")).to_have_text("1 classified, 0 failed.")
+    page.context.close()
 
 
 # ---- Camera ----

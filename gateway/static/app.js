@@ -15,6 +15,12 @@ const PER_FILE_STATUSES = new Set([400, 413, 415]);
 
 const CLASSIFY_URL = new URL("classify", document.baseURI);
 
+// Explanations of the `reason` of an uncertain prediction (docs/api.md lists the reasons).
+const UNCERTAIN_EXPLANATIONS = {
+  no_hand: "the image does not look like a hand gesture.",
+  low_confidence: "the model is not sure which gesture the hand shows.",
+};
+
 const elements = {
   dropZone: document.getElementById("drop-zone"),
   fileInput: document.getElementById("file-input"),
@@ -129,9 +135,11 @@ function setPending(count) {
 
   const cards = elements.results.querySelectorAll(".result");
   const failed = elements.results.querySelectorAll(".result[data-state='error']").length;
+  const uncertain = elements.results.querySelectorAll(".result[data-certainty='uncertain']").length;
+  const uncertainNote = uncertain > 0 ? ` (${uncertain} uncertain)` : "";
   elements.status.textContent = cards.length === 0
     ? "No images sent yet."
-    : `${cards.length - failed} classified, ${failed} failed.`;
+    : `${cards.length - failed} classified${uncertainNote}, ${failed} failed.`;
 }
 
 // ---- Result cards ----
@@ -163,6 +171,7 @@ function createCard(file) {
 
 function setCardState(card, state, text) {
   card.item.dataset.state = state;
+  delete card.item.dataset.certainty;
   card.item.setAttribute("aria-busy", String(state === "queued" || state === "busy"));
   const spinner = document.createElement("span");
   spinner.className = "spinner";
@@ -176,17 +185,33 @@ function showPrediction(card, prediction) {
   card.item.dataset.state = "done";
   card.item.setAttribute("aria-busy", "false");
 
+  // A reply from a gateway without the `uncertain` field counts as confident.
+  const uncertain = prediction.uncertain === true;
+  card.item.dataset.certainty = uncertain ? "uncertain" : "confident";
+
   const label = textElement("p", "label", "");
   label.append(
     textElement("strong", "label-name", prediction.label),
     ` (${formatPercent(prediction.confidence)})`,
   );
+  const details = [label];
+  if (uncertain) {
+    details.push(uncertainNote(prediction.reason));
+  }
 
   const scores = document.createElement("ul");
   scores.className = "scores";
   scores.setAttribute("aria-label", "Score per class");
   for (const [name, score] of Object.entries(prediction.scores)) {
     scores.append(scoreRow(name, score, name === prediction.label));
+  }
+
+  details.push(scores);
+  // null from a model version that does not judge whether the image shows a hand.
+  if (typeof prediction.hand_probability === "number") {
+    details.push(textElement(
+      "p", "hand-probability", `Probability of a hand gesture: ${formatPercent(prediction.hand_probability)}`,
+    ));
   }
 
   const model = textElement(
@@ -198,7 +223,22 @@ function showPrediction(card, prediction) {
   const serverTime = textElement("p", "server-time", "Server time ");
   serverTime.append(time);
 
-  card.body.replaceChildren(label, scores, model, serverTime);
+  card.body.replaceChildren(...details, model, serverTime);
+}
+
+// Builds the note that says in words why the model flagged the prediction, because
+// the card's colour alone would not reach everyone.
+function uncertainNote(reason) {
+  let explanation = "the model is not sure of this answer.";
+  if (Object.hasOwn(UNCERTAIN_EXPLANATIONS, reason)) {
+    explanation = UNCERTAIN_EXPLANATIONS[reason];
+  } else if (typeof reason === "string") {
+    // A reason from a later model version, shown as the gateway sent it.
+    explanation = `the model is not sure of this answer (reason: ${reason}).`;
+  }
+  const note = textElement("p", "uncertain-note", ` ${explanation}`);
+  note.prepend(textElement("strong", "uncertain-heading", "Uncertain:"));
+  return note;
 }
 
 function scoreRow(name, score, isTop) {
@@ -220,6 +260,7 @@ function scoreRow(name, score, isTop) {
 
 function showError(card, message) {
   card.item.dataset.state = "error";
+  delete card.item.dataset.certainty;
   card.item.setAttribute("aria-busy", "false");
   const line = textElement("p", "error", message);
   line.setAttribute("role", "alert");
