@@ -36,21 +36,32 @@ def stack(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{gateway_port}"
 
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        assert process.poll() is None, f"make up exited early:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"stack not ready:\n{log.read_text()}"
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
+    try:
+        _wait_until_ready(process, url, log)
+    except BaseException:
+        # A failed start must not leave the stack running behind the test run.
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        raise
 
     yield {"process": process, "url": url, "ports": (gateway_port, model_port), "log": log}
 
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_until_ready(process: subprocess.Popen, url: str, log) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        assert process.poll() is None, f"make up exited early:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"stack not ready:\n{log.read_text()}"
+        # A worker still starting can be slow to answer under load, so timeouts retry too.
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLE_LABELS))
