@@ -7,7 +7,10 @@ generator and the orchestrating process must not carry. Each measured step is
 what the stack does for a request minus HTTP and gRPC: `gateway.preprocess`
 on the PNG bytes of each image, np.stack, and one call of the
 `serving_default` signature loaded with tf.saved_model.load. TensorFlow uses
-its default thread pools (all CPUs). Prints one JSON object on stdout.
+its default thread pools (all CPUs). It also times the signature alone at
+batch 1 on arrays preprocessed beforehand (the model call). The model is the
+highest version under serving/models/rps, the one the model servers serve.
+Prints one JSON object on stdout.
 """
 
 import argparse
@@ -23,10 +26,15 @@ import tensorflow as tf
 from bench.stats import percentile, summarize
 from gateway.preprocess import preprocess
 from serving.export import load_signature
+from serving.model_paths import list_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "client" / "samples").glob("*.png"))
-MODEL_DIR = ROOT / "serving" / "models" / "rps" / "1"
+MODEL_BASE_PATH = ROOT / "serving" / "models" / "rps"
+
+# Unmeasured signature calls before the model-call timing, so that tracing and
+# the first allocations stay out of it.
+MODEL_CALL_WARMUP = 20
 
 
 def run_batches(signature, images: list[bytes], size: tuple[int, int],
@@ -46,6 +54,26 @@ def run_batches(signature, images: list[bytes], size: tuple[int, int],
     return step_ms
 
 
+def time_model_calls(signature, images: list[bytes], size: tuple[int, int],
+                     calls: int) -> list[float]:
+    """Call the signature on one preprocessed image at a time; return each call's ms.
+
+    Each timed call includes tf.constant on the uint8 [1, height, width, 3]
+    array and .numpy() on the scores, but no decoding or resizing.
+    """
+    arrays = [preprocess(data, size)[np.newaxis] for data in images]
+    for index in range(MODEL_CALL_WARMUP):
+        signature(image=tf.constant(arrays[index % len(arrays)]))["scores"].numpy()
+
+    call_ms = []
+    for index in range(calls):
+        pixels = arrays[index % len(arrays)]
+        started = time.perf_counter()
+        signature(image=tf.constant(pixels))["scores"].numpy()
+        call_ms.append((time.perf_counter() - started) * 1000.0)
+    return call_ms
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure batch-1 latency and throughput per batch size; print JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline")
@@ -53,10 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,4,8,16,32")
     parser.add_argument("--max-steps", type=int, default=20_000, help="steps per repeat")
+    parser.add_argument("--model-calls", type=int, default=300,
+                        help="timed batch-1 signature calls per repeat for the model call")
     args = parser.parse_args(argv)
 
+    version = max(list_versions(MODEL_BASE_PATH))
     load_started = time.perf_counter()
-    signature = load_signature(MODEL_DIR)
+    signature = load_signature(MODEL_BASE_PATH / str(version))
     load_s = time.perf_counter() - load_started
     height, width = signature.structured_input_signature[1]["image"].shape[1:3]
     size = (int(height), int(width))
@@ -80,9 +111,21 @@ def main(argv: list[str] | None = None) -> int:
             "step_p99_ms": summarize(p99s),
         }
 
+    p50s, p99s = [], []
+    for _ in range(args.repeats):
+        call_ms = time_model_calls(signature, images, size, args.model_calls)
+        p50s.append(percentile(call_ms, 0.50))
+        p99s.append(percentile(call_ms, 0.99))
+    results["model_call"] = {
+        "calls_per_repeat": args.model_calls,
+        "p50_ms": summarize(p50s),
+        "p99_ms": summarize(p99s),
+    }
+
     best = max(results["batch_sizes"].items(), key=lambda item: item[1]["images_per_s"]["median"])
     results.update(
         samples=[path.name for path in SAMPLES],
+        model_version=version,
         input_size=list(size),
         model_load_s=load_s,
         tensorflow=tf.__version__,

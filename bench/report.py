@@ -59,11 +59,17 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+# Target keys in the order of results written before targets carried a key.
+_UNKEYED_ORDER = ("stack_throughput_vs_limit", "stack_latency_vs_limit",
+                  "stack_throughput_vs_classroom", "stack_latency_vs_classroom",
+                  "large_jpeg", "worker_memory")
+
+
 def _targets(results: dict) -> list[str]:
     lines = [
         "## Targets",
         "",
-        "Each bound is a ratio to another number of the same run.",
+        _bounds_text(results["targets"]),
         "",
         "| target | measured | bound | result |",
         "|---|---|---|---|",
@@ -75,61 +81,103 @@ def _targets(results: dict) -> list[str]:
             f"| {target['name']} | {target['value']:.1f} {target['unit']}"
             f" | {target['bound']:.1f} {target['unit']} | {verdict} |")
         if not target["passed"]:
-            failures.append(f"- {target['name']}: {_bounded_by(index, results)}")
+            key = target.get("key") or _UNKEYED_ORDER[index]
+            failures.append(f"- {target['name']}: {_bounded_by(key, results)}")
+    mismatch = _version_mismatch(results)
+    if mismatch:
+        lines += ["", mismatch]
     if failures:
         lines += ["", "What bounds the failed targets, from this run's numbers:", "", *failures]
     return lines
+
+
+def _bounds_text(targets: list[dict]) -> str:
+    fixed = [target["name"] for target in targets if target.get("key") == "model_call"]
+    if not fixed:
+        return "Each bound is a ratio to another number of the same run."
+    return ("Each bound is a ratio to another number of the same run, except the model"
+            " call's, which is a fixed 3 ms.")
+
+
+def _version_mismatch(results: dict) -> str:
+    measured = results["pipeline"].get("model_version")
+    served = results.get("served_model", {}).get("version")
+    if measured is None or served is None or measured == served:
+        return ""
+    return (f"**The in-process pipeline measured model version {measured} but the stack"
+            f" served version {served}**, so the ratios between them compare two models.")
 
 
 def _stage(stages: dict, name: str) -> float:
     return stages.get(name, {}).get("p50_ms", float("nan"))
 
 
-def _bounded_by(index: int, results: dict) -> str:
+def _bounded_by(key: str, results: dict) -> str:
     """Explain a failed target with the stage timings and memory of the same run."""
     stack = results["stack"]
     pipeline = results["pipeline"]
     c1 = stack["1"]["gateway_stages"]
     c8 = stack["8"]["gateway_stages"]
-    if index == 0:
+    if key == "stack_throughput_vs_limit":
         return (f"at concurrency 8 the gateway logs preprocess {_stage(c8, 'preprocess'):.1f} ms"
                 f" and model (gRPC round trip) {_stage(c8, 'model'):.1f} ms per request (p50)."
                 " The in-process limit batches up to"
                 f" {pipeline['best_batch']} images per signature call, while the stack sends"
                 " batch 1 per request and shares the CPUs with the load generator.")
-    if index in (1, 3):
+    if key in ("stack_latency_vs_limit", "stack_latency_vs_classroom"):
         batch1 = pipeline["batch1_latency_ms"]["median"]
         overhead = stack["1"]["p50_ms"]["median"] - _stage(c1, "total")
-        return (f"at concurrency 1 the gateway logs preprocess {_stage(c1, 'preprocess'):.1f} ms,"
+        text = (f"at concurrency 1 the gateway logs preprocess {_stage(c1, 'preprocess'):.1f} ms,"
                 f" model (gRPC round trip) {_stage(c1, 'model'):.1f} ms and total"
-                f" {_stage(c1, 'total'):.1f} ms (p50), against {batch1:.1f} ms in-process."
-                f" Outside the gateway's own timer (client, HTTP and socket) another"
+                f" {_stage(c1, 'total'):.1f} ms (p50), against {batch1:.1f} ms in-process")
+        if "model_call" in pipeline:
+            text += (f", of which the model call is"
+                     f" {pipeline['model_call']['p50_ms']['median']:.1f} ms")
+        return (f"{text}. Outside the gateway's own timer (client, HTTP and socket) another"
                 f" {overhead:.1f} ms passes.")
-    if index == 2:
+    if key == "stack_throughput_vs_classroom":
         return ("the stack's throughput at concurrency 8 is bounded as in the first row;"
                 " the classroom baseline's is bounded by `keras.Model.predict` per request.")
-    if index == 4:
+    if key == "model_call":
+        call = pipeline["model_call"]
+        height, width = pipeline["input_size"]
+        return (f"the `serving_default` signature of version {pipeline['model_version']}"
+                f" (input {height}x{width}) takes {call['p50_ms']['median']:.1f} ms at p50 and"
+                f" {call['p99_ms']['median']:.1f} ms at p99 over {call['calls_per_repeat']}"
+                " calls per repeat, with no HTTP, gRPC or preprocessing. That is the model's"
+                " own TensorFlow compute on this machine, so only a smaller or faster model"
+                " version moves it.")
+    if key == "large_jpeg":
         large = results["large_input"]
         jpeg, png = large["jpeg"]["gateway_stages"], large["png"]["gateway_stages"]
         return (f"the gateway's preprocess stage takes {_stage(jpeg, 'preprocess'):.1f} ms for"
                 f" the JPEG against {_stage(png, 'preprocess'):.1f} ms for the PNG (p50), and"
                 f" the upload is {large['jpeg']['bytes'] / 1e6:.1f} MB instead of"
                 f" {large['png']['bytes'] / 1e3:.0f} kB, which HTTP parsing and the"
-                " multipart copy have to move. Decoding uses Pillow's JPEG draft mode.")
+                " multipart copy have to move. Decoding uses Pillow's JPEG draft mode, in"
+                " which libjpeg scales by up to 1/8 while decoding but still reads every"
+                " coefficient of the 12 MP image. Blocks of 1 MiB or more, such as the"
+                " upload's buffer, go back to the system when freed (gateway/memory.py),"
+                " so each such request page-faults them in again.")
     workers = results["footprint"]["gunicorn_after_load"]["workers_mb"]
     return (f"worker VmRSS after load: {', '.join(f'{value:.1f}' for value in workers)} MB."
             " The 12 MP JPEG phase ran before this reading, so a worker's peak includes the"
-            " buffers of the largest image it decoded, which the allocator may keep.")
+            " buffers of the largest image it decoded, which the allocator may keep."
+            " gateway/memory.py fixes glibc's mmap and trim thresholds in each worker to"
+            " bound what it keeps.")
 
 
 def _pipeline(pipeline: dict) -> list[str]:
+    version = pipeline.get("model_version")
+    model = f"model version {version}" if version is not None else "the model"
+    height, width = pipeline["input_size"]
     lines = [
         "## The limit: in-process pipeline",
         "",
         "`python -m bench.pipeline`: `gateway.preprocess.preprocess` on the PNG bytes of"
         f" {', '.join(pipeline['samples'])} (cycled), then one call of the `serving_default`"
-        " signature loaded with `tf.saved_model.load`, in one thread of control. Medians"
-        " over repeats, with (min to max).",
+        f" signature of {model} (input {height}x{width}) loaded with `tf.saved_model.load`,"
+        " in one thread of control. Medians over repeats, with (min to max).",
         "",
         "| batch | images/s | step p50 ms | step p99 ms |",
         "|---|---|---|---|",
@@ -138,6 +186,16 @@ def _pipeline(pipeline: dict) -> list[str]:
         lines.append(f"| {batch} | {_spread(row['images_per_s'])} | {_spread(row['step_p50_ms'])}"
                      f" | {_spread(row['step_p99_ms'])} |")
     lines += ["", f"Best batch size: {pipeline['best_batch']}."]
+
+    call = pipeline.get("model_call")
+    if call:
+        lines += [
+            "",
+            f"Model call: the signature alone at batch 1 on arrays preprocessed beforehand"
+            f" ({call['calls_per_repeat']} timed calls per repeat after 20 unmeasured ones,"
+            " each including `tf.constant` on the input and `.numpy()` on the scores):"
+            f" p50 {_spread(call['p50_ms'], 2)} ms, p99 {_spread(call['p99_ms'], 2)} ms.",
+        ]
     return lines
 
 
@@ -166,7 +224,8 @@ def _stack(results: dict) -> list[str]:
         "",
         "POST /classify with one sample image (cycled per repeat) to the gateway under"
         " gunicorn with its default workers and threads, which calls the local model"
-        " server (`python -m serving.model_server`) over gRPC on 127.0.0.1.",
+        " server (`python -m serving.model_server`) over gRPC on 127.0.0.1."
+        f"{_served_text(results)}",
         "",
         *_load_table(results["stack"]),
         "",
@@ -181,6 +240,13 @@ def _stack(results: dict) -> list[str]:
     return lines
 
 
+def _served_text(results: dict) -> str:
+    served = results.get("served_model")
+    if not served:
+        return ""
+    return f" The replies named model {served['name']} version {served['version']}."
+
+
 def _classroom(results: dict) -> list[str]:
     classroom = results["classroom"]
     return [
@@ -188,8 +254,8 @@ def _classroom(results: dict) -> list[str]:
         "",
         "`python -m bench.classroom`: Flask's development server (`app.run(threaded=True)`),"
         " `POST /send_file`, Pillow decode and resize, then `keras.Model.predict` per"
-        " request. The model is rebuilt with `serving.architecture.build_classifier` and"
-        " gets the SavedModel's weights copied by variable name; at start it compares its"
+        " request. It rebuilds the network of model version 1 in `bench/classroom.py` and"
+        " copies that SavedModel's weights by variable name; at start it compares its"
         f" scores with the signature's: `{classroom['weights_check']}`.",
         "",
         *_load_table(classroom["levels"]),

@@ -170,12 +170,14 @@ def run_phases(url: str, images: list[Path], concurrency: int, args: argparse.Na
     }
 
 
-def warm_up(url: str, image: Path, count: int = 20) -> None:
-    """Send `count` requests so that channels, caches and the model are warm."""
+def warm_up(url: str, image: Path, count: int = 20) -> requests.Response:
+    """Send `count` requests to warm channels, caches and the model; return the last reply."""
     with requests.Session() as session:
         for _ in range(count):
             with image.open("rb") as handle:
-                session.post(url, files={"file": handle}, timeout=30).raise_for_status()
+                reply = session.post(url, files={"file": handle}, timeout=30)
+                reply.raise_for_status()
+    return reply
 
 
 def run_stack(args: argparse.Namespace, scratch: Path, cpu: int) -> dict:
@@ -187,7 +189,9 @@ def run_stack(args: argparse.Namespace, scratch: Path, cpu: int) -> dict:
     try:
         gateway, port, first_start_s = processes.start_gateway(gateway_log, model_port)
         url = f"http://127.0.0.1:{port}/classify"
-        warm_up(url, SAMPLES[0])
+        # The model server loads the highest version it finds, which can differ
+        # from the one bench.pipeline measured if a version lands in between.
+        served_model = warm_up(url, SAMPLES[0]).json()["predictions"][0]["model"]
 
         stack = {}
         for concurrency in STACK_CONCURRENCY:
@@ -218,6 +222,7 @@ def run_stack(args: argparse.Namespace, scratch: Path, cpu: int) -> dict:
         processes.stop(model_server)
 
     return {
+        "served_model": served_model,
         "stack": stack,
         "large_input": large,
         "profile": profiled,
@@ -277,29 +282,40 @@ def compute_targets(results: dict) -> list[dict]:
     jpeg = results["large_input"]["jpeg"]["p50_ms"]["median"]
     png = results["large_input"]["png"]["p50_ms"]["median"]
     workers = results["footprint"]["gunicorn_after_load"]["workers_mb"]
+    model_call = pipeline["model_call"]["p50_ms"]["median"]
 
+    # Each key names the explanation bench/report.py gives when the target fails.
     targets = [
-        ("stack throughput at concurrency 8 >= 0.7 x in-process best throughput",
+        ("stack_throughput_vs_limit",
+         "stack throughput at concurrency 8 >= 0.7 x in-process best throughput",
          stack_c8, 0.7 * limit_throughput, "min", "requests/s"),
-        ("stack p50 at concurrency 1 <= 1.5 x in-process batch-1 latency",
+        ("stack_latency_vs_limit",
+         "stack p50 at concurrency 1 <= 1.5 x in-process batch-1 latency",
          stack_p50, 1.5 * limit_latency, "max", "ms"),
-        ("stack throughput at concurrency 8 >= 5 x classroom best throughput",
+        ("stack_throughput_vs_classroom",
+         "stack throughput at concurrency 8 >= 5 x classroom best throughput",
          stack_c8, 5 * classroom_throughput, "min", "requests/s"),
-        ("stack p50 at concurrency 1 <= 1/4 x classroom p50 at concurrency 1",
+        ("stack_latency_vs_classroom",
+         "stack p50 at concurrency 1 <= 1/4 x classroom p50 at concurrency 1",
          stack_p50, classroom_p50 / 4, "max", "ms"),
-        ("12 MP JPEG end to end p50 <= 3 x 300x300 PNG p50", jpeg, 3 * png, "max", "ms"),
-        ("largest gateway worker VmRSS < 80 MB", max(workers, default=float("nan")), 80.0,
-         "max", "MB"),
+        ("large_jpeg", "12 MP JPEG end to end p50 <= 3 x 300x300 PNG p50",
+         jpeg, 3 * png, "max", "ms"),
+        ("worker_memory", "largest gateway worker VmRSS < 80 MB",
+         max(workers, default=float("nan")), 80.0, "max", "MB"),
+        ("model_call",
+         f"model call at batch 1 (version {pipeline['model_version']}) p50 <= 3 ms",
+         model_call, 3.0, "max", "ms"),
     ]
     return [
         {
-            "name": name, "value": value, "bound": bound, "unit": unit, "kind": kind,
+            "key": key, "name": name, "value": value, "bound": bound, "unit": unit,
+            "kind": kind,
             "passed": value >= bound if kind == "min" else value <= bound,
             # Distance from the bound as a fraction of the bound. A positive
             # margin is headroom, and a negative one is how far the target is missed.
             "margin": (value - bound) / bound if kind == "min" else (bound - value) / bound,
         }
-        for name, value, bound, kind, unit in targets
+        for key, name, value, bound, kind, unit in targets
     ]
 
 

@@ -83,6 +83,16 @@ def on_starting(server) -> None:
     server.log.info("metrics: multiprocess folder %s", path)
 
 
+def post_fork(server, worker) -> None:
+    """Fix the worker's malloc thresholds before its request threads allocate anything."""
+    from gateway.memory import limit_heap_retention
+
+    if not limit_heap_retention():
+        server.log.warning(
+            "memory: mallopt is not available; workers keep the memory that large requests free"
+        )
+
+
 def child_exit(server, worker) -> None:
     """Drop the live-gauge files of a worker that exited. Its counters stay in the totals."""
     from prometheus_client import multiprocess

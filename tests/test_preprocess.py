@@ -74,6 +74,50 @@ def test_half_transparent_pixels_blend_with_white():
     assert rgb.getpixel((0, 0)) == (127, 127, 127)
 
 
+@pytest.mark.parametrize("name", ["rock1.png", "paper1.png", "scissors1.png"])
+def test_opaque_rgba_sample_matches_rgb(name):
+    image = Image.open(SAMPLES / name)
+    assert image.mode == "RGBA"
+    assert image.getchannel("A").getextrema() == (255, 255)
+    rgb_png = encode(image.convert("RGB"), "PNG")
+
+    from_rgba = preprocess((SAMPLES / name).read_bytes(), SIZE)
+    from_rgb = preprocess(rgb_png, SIZE)
+
+    assert np.array_equal(from_rgba, from_rgb)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_opaque_alpha_matches_image_without_alpha(mode):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (37, 53, len(mode)), dtype=np.uint8)
+    pixels[..., -1] = 255
+    image = Image.fromarray(pixels, mode)
+    without_alpha = image.convert(mode[:-1])
+
+    with_alpha_array = np.asarray(decode(encode(image, "PNG")))
+    without_alpha_array = np.asarray(decode(encode(without_alpha, "PNG")))
+
+    assert np.array_equal(with_alpha_array, without_alpha_array)
+
+
+def test_partly_transparent_sample_composites_onto_white():
+    pixels = np.asarray(Image.open(SAMPLES / "rock1.png")).copy()
+    pixels[:, :100, 3] = 0
+    pixels[:, 100:200, 3] = 128
+    pixels[0, 299, 3] = 254
+    image = Image.fromarray(pixels, "RGBA")
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, image).convert("RGB"))
+
+    rgb = np.asarray(decode(encode(image, "PNG")))
+
+    assert np.array_equal(rgb, expected)
+    assert (rgb[:, :100] == 255).all()
+    assert not np.array_equal(rgb[:, 100:200], pixels[:, 100:200, :3])
+    assert np.array_equal(rgb[:, 200:299], pixels[:, 200:299, :3])
+
+
 def test_palette_transparency_becomes_white():
     image = Image.new("P", (10, 10), 0)
     image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)

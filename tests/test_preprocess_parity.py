@@ -19,7 +19,7 @@ def latest_version_dir():
 
 @pytest.fixture(scope="module")
 def parity_files(tmp_path_factory):
-    """The samples plus re-encodings that exercise EXIF, palette and JPEG decoding."""
+    """The samples plus re-encodings that exercise EXIF, palette, JPEG and transparency decoding."""
     folder = tmp_path_factory.mktemp("parity")
     files = [SAMPLES / name for name in ("rock1.png", "paper1.png", "scissors1.png")]
 
@@ -34,7 +34,14 @@ def parity_files(tmp_path_factory):
 
     large = folder / "rock-large.jpg"
     Image.open(SAMPLES / "rock1.png").convert("RGB").resize((2400, 2400)).save(large)
-    return files + [rotated, palette, large]
+
+    # The samples are opaque, so this one exercises compositing onto white.
+    transparent = folder / "scissors-transparent.png"
+    scissors = Image.open(SAMPLES / "scissors1.png")
+    alpha = Image.linear_gradient("L").resize(scissors.size)
+    scissors.putalpha(alpha)
+    scissors.save(transparent)
+    return files + [rotated, palette, large, transparent]
 
 
 def test_gateway_scores_match_training_path(gateway, parity_files):
