@@ -1,6 +1,7 @@
 """One request whose Predict message exceeds gRPC's default 4 MiB receive limit.
 
-80 images of 150 × 150 × 3 uint8 pixels make a 5.4 MB Predict request. gRPC
+128 images of 112 × 112 × 3 uint8 pixels (the input of version 2) make a
+4.8 MB Predict request. gRPC
 clients send messages of any size by default, so the limit that matters is the
 model server's maximum receive size: 64 MiB for the local model server, and a
 server started with 4 MiB rejects the call with RESOURCE_EXHAUSTED.
@@ -19,10 +20,10 @@ from tests.conftest import (
     stop,
 )
 
-BATCH_FILES = 80
+BATCH_FILES = 128
 # gRPC's default maximum size of a received message, in bytes.
 GRPC_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
-# Seconds to wait for the reply, generous because a busy CPU slows the 80-image Predict.
+# Seconds to wait for the reply, generous because a busy CPU slows the large Predict.
 HTTP_TIMEOUT = 60
 # The gateway's RPC deadline for these tests, in seconds.
 RPC_TIMEOUT = "30"
