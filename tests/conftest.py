@@ -119,11 +119,21 @@ def start_gateway(log: Path, model_server: str, **env: str) -> Server:
     )
     wait_for_port(port, process, log)
     deadline = time.monotonic() + START_TIMEOUT
-    while requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code != 200:
+    while not _healthz_ok(port):
         if time.monotonic() > deadline:
+            stop(process)
             pytest.fail(f"gateway /healthz never returned 200:\n{log.read_text()}")
         time.sleep(0.2)
     return Server(process, port, log)
+
+
+def _healthz_ok(port: int) -> bool:
+    # gunicorn's master listens before its workers have imported the app, and
+    # on a busy machine that import can outlast a short read timeout.
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -127,8 +127,8 @@ def test_metadata_signature(results):
     assert result["version"] == latest_version(MODEL_BASE_PATH)
     assert "serving_default" in result["signatures"]
     assert result["method_name"] == "tensorflow/serving/predict"
-    assert result["inputs"] == {"image": {"dtype": "DT_UINT8", "shape": [-1, 150, 150, 3]}}
-    assert result["outputs"] == ["classes", "scores"]
+    assert result["inputs"] == {"image": {"dtype": "DT_UINT8", "shape": [-1, 112, 112, 3]}}
+    assert result["outputs"] == ["classes", "hand_probability", "scores", "uncertain_reason"]
 
 
 def test_status_available(results):
@@ -151,8 +151,8 @@ def test_status_available(results):
         ("unknown_signature", "FAILED_PRECONDITION", ['"nope" not found']),
         ("wrong_dtype", "INVALID_ARGUMENT", ['"image"', "expected dtype DT_UINT8, got DT_FLOAT"]),
         ("wrong_shape", "INVALID_ARGUMENT",
-         ['"image"', "expected shape [-1, 150, 150, 3], got [1, 100, 100, 3]"]),
-        ("wrong_rank", "INVALID_ARGUMENT", ['"image"', "got [150, 150, 3]"]),
+         ['"image"', "expected shape [-1, 112, 112, 3], got [1, 100, 100, 3]"]),
+        ("wrong_rank", "INVALID_ARGUMENT", ['"image"', "got [112, 112, 3]"]),
         ("missing_input", "INVALID_ARGUMENT", ["missing {image}"]),
         ("extra_input", "INVALID_ARGUMENT", ["unexpected {mask}"]),
         ("malformed_tensor", "INVALID_ARGUMENT", ['input "image"', "malformed"]),
