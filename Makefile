@@ -10,6 +10,7 @@ PROTOS := $(wildcard gateway/tfs/*.proto)
 # make train
 DATA ?= ../shared/data/rps-cgi-train
 REAL ?= ../shared/data/rps-real-train
+TRAIN_ARGS ?=
 VERSION ?=
 # make classify
 IMG ?= rock1.png
@@ -51,7 +52,7 @@ test: install
 
 train: install
 	$(BIN)/pip install --quiet -r requirements/train.txt
-	$(PY) -m serving.train --data $(DATA) --real $(REAL) $(if $(VERSION),--version $(VERSION))
+	$(PY) -m serving.train --data $(DATA) --real $(REAL) $(if $(VERSION),--version $(VERSION)) $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) $(STUBS) gateway/tfs/*_pb2*.py .pytest_cache

@@ -3,20 +3,15 @@
 import keras
 from keras import layers
 
-# Filters of each Conv-BN-ReLU-MaxPool block. The first block's convolution
-# has stride 2, so five blocks take 112 pixels down to 1.
-BLOCK_FILTERS = (32, 64, 96, 128, 192)
-
-# The stride-2 convolution and one 2x2 pooling per block halve the input
-# len(BLOCK_FILTERS) + 1 times, so smaller inputs shrink to nothing.
-MIN_SIZE = 2 ** (len(BLOCK_FILTERS) + 1)
-
 
 def build_classifier(
-    size: tuple[int, int], class_count: int, filters: tuple[int, ...] = BLOCK_FILTERS
+    size: tuple[int, int], class_count: int, filters: tuple[int, ...]
 ) -> keras.Model:
     """Build a small convolutional classifier from float pixels in [0, 255] to logits.
 
+    Each entry of `filters` adds a Conv-BN-ReLU-MaxPool block of that width.
+    The stride-2 convolution and one 2x2 pooling per block halve the input
+    len(filters) + 1 times, so `size` must be at least 2 ** (len(filters) + 1).
     The model returns logits, not probabilities, so that a temperature fitted
     after training can scale them before the softmax in the exported signature.
     """

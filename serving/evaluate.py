@@ -154,8 +154,9 @@ def document_version(models: Path, version: int, sources: training_data.Sources,
     plot_reliability(facts["held_out_reliability"]["before"],
                      facts["held_out_reliability"]["after"],
                      cards / facts["reliability_file"])
-    write_card(cards / f"v{version}.md", facts)
-    write_index(cards / "README.md", facts, _parameters_by_version(cards))
+    parameters = _parameters_by_version(cards)
+    write_card(cards / f"v{version}.md", facts, parameters)
+    write_index(cards / "README.md", facts, parameters)
     log.info("wrote the model card %s", cards / f"v{version}.md")
 
 

@@ -89,8 +89,16 @@ def _results_table(measurements: dict) -> str:
     return "\n".join(lines)
 
 
-def write_card(path: Path, facts: dict) -> None:
-    """Write the Markdown model card of one exported version from `facts`."""
+def _augmentation_text(augmentation: dict) -> str:
+    return ", ".join(f"{name} {value}" for name, value in augmentation.items()
+                     if name != "preset")
+
+
+def write_card(path: Path, facts: dict, parameters: dict[int, int]) -> None:
+    """Write the Markdown model card of one exported version from `facts`.
+
+    `parameters` maps each measured version to its parameter count, where known.
+    """
     names = facts["class_names"]
     version = str(facts["version"])
     measured = facts["measurements"][version]
@@ -189,7 +197,7 @@ Version {version}, share of held-out no-hand pictures flagged, by source:
 
 ## Size and speed
 
-{_speed_table(facts['measurements'], {int(version): facts['parameters']})}
+{_speed_table(facts['measurements'], parameters)}
 
 Batch-1 latency is the median of {300} calls of the signature on one image,
 in one process, on {facts['machine']}, measured by `serving/evaluate.py`.
@@ -198,14 +206,15 @@ in one process, on {facts['machine']}, measured by `serving/evaluate.py`.
 
 {facts['architecture']}
 
-- Parameters: {facts['parameters']:,}.
+- Parameters: {facts['parameters']:,}; filters per block {', '.join(map(str, facts['filters']))}.
 - Adam, learning rate {facts['learning_rate']} with cosine decay to zero, batch
   {facts['batch_size']}, {facts['epochs']} epochs; the weights after the last epoch are
   exported.
 - Augmentation on the training batches (`serving/augment.py`): a no-hand picture
-  behind most rendered hands in place of their white background; flips, rotation,
+  behind rendered hands in place of their white background; flips, rotation,
   zoom and shift; brightness, contrast, saturation, hue, per-channel colour cast and
-  some grey images; blur, sensor noise and JPEG re-encoding.
+  some grey images; blur, sensor noise and JPEG re-encoding. Preset
+  `{facts['augmentation']['preset']}`: {_augmentation_text(facts['augmentation'])}.
 
 ![training curve]({facts['curve_file']})
 
@@ -274,7 +283,7 @@ version.
 |---|---|---|---|---|
 {chr(10).join(rows)}
 
-{_speed_table(measurements, parameters | {int(facts['version']): facts['parameters']})}
+{_speed_table(measurements, parameters)}
 
 Latency: median and 99th percentile of {300} one-image calls of the exported
 signature in one process on {facts['machine']}.

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from serving import calibration, dataset, training_data
-from serving.architecture import MIN_SIZE
+# Filters of each convolution block. The first block's convolution has
+# stride 2, so five blocks take 112 pixels down to 1.
+DEFAULT_FILTERS = (32, 64, 96, 128, 192)
+
+# The presets of serving/augment.py, named here so that `--help` needs no TensorFlow.
+STRENGTH_NAMES = ("light", "strong")
+AUGMENTATION_DEFAULT = "strong"
 from serving.model_card import machine_description
 
 log = logging.getLogger("serving.train")
@@ -56,11 +62,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calibration-fraction", type=float, default=0.1,
                         help="share of each source that fits the temperature and the "
                              "uncertainty thresholds (default: %(default)s)")
+    parser.add_argument("--augmentation", choices=sorted(STRENGTH_NAMES),
+                        default=AUGMENTATION_DEFAULT,
+                        help="preset of random transforms in serving/augment.py "
+                             "(default: %(default)s)")
+    parser.add_argument("--filters", type=_filters, default=DEFAULT_FILTERS,
+                        help="filters of each convolution block, comma-separated "
+                             f"(default: {','.join(map(str, DEFAULT_FILTERS))})")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
-    if args.size < MIN_SIZE:
-        parser.error(f"--size must be at least {MIN_SIZE} pixels for this network")
+    minimum = 2 ** (len(args.filters) + 1)
+    if args.size < minimum:
+        parser.error(f"--size must be at least {minimum} pixels for {len(args.filters)} blocks")
     return args
+
+
+def _filters(text: str) -> tuple[int, ...]:
+    try:
+        filters = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid filter list {text!r}; expected e.g. 32,64,128")
+    if not filters or min(filters) < 1:
+        raise argparse.ArgumentTypeError(f"invalid filter list {text!r}; expected e.g. 32,64,128")
+    return filters
 
 
 def next_version(models: Path) -> int:
@@ -86,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from serving import evaluate
     from serving.architecture import build_classifier
-    from serving.augment import Augmenter
+    from serving.augment import STRENGTHS, Augmenter
     from serving.export import export_saved_model, write_warmup_requests
 
     keras.utils.set_random_seed(args.seed)
@@ -110,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     calibration_images = np.concatenate([part.images for part in calibration_sets])
     calibration_labels = np.concatenate([part.labels for part in calibration_sets])
 
-    augmenter = Augmenter(parts["no_hand"]["train"].images, args.seed)
+    strength = STRENGTHS[args.augmentation]
+    augmenter = Augmenter(parts["no_hand"]["train"].images, strength, args.seed)
     train_ds = (
         tf.data.Dataset.from_tensor_slices((images, masks, labels))
         .shuffle(len(labels), seed=args.seed, reshuffle_each_iteration=True)
@@ -123,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         (calibration_images.astype(np.float32), calibration_labels)
     ).batch(64)
 
-    model = build_classifier(size, sources.none_label + 1)
+    model = build_classifier(size, sources.none_label + 1, args.filters)
     # Cosine decay to zero: at a constant rate the batch-norm statistics kept
     # validation accuracy swinging between 40% and 99% from epoch to epoch.
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -147,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         *_threshold_inputs(sources, logits / temperature, calibration_sets)
     )
     log.info("temperature %.3f, thresholds %s", temperature, thresholds)
+    calibration_accuracy = _accuracy_by_source(sources, logits, calibration_sets)
+    log.info("calibration-part accuracy by source: %s", calibration_accuracy)
 
     # A model server polling the base path must never see a half-written
     # version, so the export goes to a hidden folder that is then renamed.
@@ -174,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             for source, by_part in parts.items()
         },
         "real_repeats": REAL_REPEATS,
+        "calibration_accuracy": calibration_accuracy,
         "temperature": temperature,
         "thresholds": thresholds,
         "parameters": int(model.count_params()),
+        "filters": list(args.filters),
+        "augmentation": {"preset": args.augmentation, **strength.as_dict()},
         "architecture": _summary(model),
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
@@ -213,6 +243,18 @@ def _threshold_inputs(sources, scaled_logits: np.ndarray, calibration_sets: list
     return hands, no_hand
 
 
+def _accuracy_by_source(sources, logits: np.ndarray, calibration_sets: list) -> dict:
+    """Return the share of each source's calibration images whose top output is right."""
+    predicted = logits.argmax(axis=1)
+    accuracy, start = {}, 0
+    for source, part in zip(sources.parts, calibration_sets):
+        stop = start + len(part.labels)
+        accuracy[source] = float(np.mean(predicted[start:stop] == part.labels)) \
+            if len(part.labels) else None
+        start = stop
+    return accuracy
+
+
 def _held_out_reliability(model, sources, temperature: float) -> dict:
     """Return the reliability of the 4-way softmax on all held-out images, before and after T."""
     held_out = [by_part["held_out"] for by_part in sources.parts.values()]
@@ -235,6 +277,13 @@ def _command(args: argparse.Namespace) -> str:
     command = "make train DATA=" + shlex.quote(os.path.relpath(args.data))
     if args.real is not None:
         command += " REAL=" + shlex.quote(os.path.relpath(args.real))
+    options = []
+    if args.augmentation != AUGMENTATION_DEFAULT:
+        options.append(f"--augmentation {args.augmentation}")
+    if args.filters != DEFAULT_FILTERS:
+        options.append("--filters " + ",".join(map(str, args.filters)))
+    if options:
+        command += " TRAIN_ARGS=" + shlex.quote(" ".join(options))
     return command
 
 
