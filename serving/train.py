@@ -15,14 +15,20 @@ from pathlib import Path
 import numpy as np
 
 from serving import calibration, dataset, training_data
+from serving.model_card import machine_description
+
 # Filters of each convolution block. The first block's convolution has
 # stride 2, so five blocks take 112 pixels down to 1.
 DEFAULT_FILTERS = (32, 64, 96, 128, 192)
 
 # The presets of serving/augment.py, named here so that `--help` needs no TensorFlow.
 STRENGTH_NAMES = ("light", "strong")
-AUGMENTATION_DEFAULT = "strong"
-from serving.model_card import machine_description
+
+# "light" trained version 3 and "strong" version 2, otherwise identical. On
+# the calibration part (not the held-out one), light reached 91.5% accuracy over
+# all sources against 89.9% for strong, whose augmented batches the network
+# could not fit (80% training accuracy at the last epoch against 91%).
+AUGMENTATION_DEFAULT = "light"
 
 log = logging.getLogger("serving.train")
 
