@@ -46,8 +46,9 @@ REAL_CREDIT = (
 )
 
 NO_HAND_CREDIT = (
-    "pictures that ship inside scikit-image 0.26.0 (`skimage/data/`, public-domain "
-    "and CC0 photographs per `skimage/data/_fetchers.py`) and Matplotlib 3.11.2 "
+    "pictures that ship inside scikit-image 0.26.0 (`skimage/data/`; each picture's "
+    "source and licence, mostly public domain or CC0, are in "
+    "`skimage/data/_fetchers.py`) and Matplotlib 3.11.2 "
     "(`mpl-data/sample_data/`), cut into random crops, plus generated solid colours, "
     "gradients, noise, blobs, stripes and checks, shapes and text"
 )

@@ -3,8 +3,9 @@
 Two kinds of picture, both built from what is installed, since no data set
 can be downloaded here:
 - photographs and drawings that ship inside scikit-image (`skimage/data/`)
-  and Matplotlib (`mpl-data/sample_data/`), plus scikit-image's small set of
-  face crops, cut into random crops at random scales;
+  and Matplotlib (`mpl-data/sample_data/`), cut into random crops at random
+  scales, plus scikit-image's 200 small patches from Labeled Faces in the Wild
+  (100 faces and 100 other patches);
 - generated images: solid colours, gradients, noise, stripes and checks,
   shapes and rendered text.
 
@@ -68,8 +69,8 @@ def picture_files() -> list[Path]:
     )
 
 
-def _face_crops() -> np.ndarray:
-    """Return scikit-image's 200 face crops (25x25 grayscale, 0..1) as uint8 RGB."""
+def _lfw_patches() -> np.ndarray:
+    """Return scikit-image's 200 LFW patches (25x25 grayscale, 0..1) as uint8 RGB."""
     spec = importlib.util.find_spec("skimage")
     faces = np.load(Path(spec.submodule_search_locations[0]) / "data" / "lfw_subset.npy")
     gray = np.clip(np.rint(faces * 255.0), 0, 255).astype(np.uint8)
@@ -102,11 +103,11 @@ def build(split: str, size: tuple[int, int], seed: int) -> NoHandSet:
             images.append(to_array(random_crop(picture, rng), size))
             sources.append(f"photo:{path.stem}")
 
-    faces = _face_crops()
-    for face, assigned in zip(faces, assign_splits(len(faces), seed + 1)):
+    patches = _lfw_patches()
+    for patch, assigned in zip(patches, assign_splits(len(patches), seed + 1)):
         if assigned == split:
-            images.append(to_array(Image.fromarray(face), size))
-            sources.append("photo:face")
+            images.append(to_array(Image.fromarray(patch), size))
+            sources.append("photo:lfw_subset")
 
     for kind in GENERATED_KINDS:
         for _ in range(GENERATED_PER_KIND[split]):

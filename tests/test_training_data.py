@@ -81,9 +81,9 @@ def test_no_hand_held_out_pictures_unseen_in_training():
     train = no_hand.build("train", (16, 16), seed=42)
     held_out = no_hand.build("held_out", (16, 16), seed=42)
 
-    photos = {s for s in train.sources if s.startswith("photo:") and s != "photo:face"}
+    photos = {s for s in train.sources if s.startswith("photo:") and s != "photo:lfw_subset"}
     held_out_photos = {s for s in held_out.sources
-                       if s.startswith("photo:") and s != "photo:face"}
+                       if s.startswith("photo:") and s != "photo:lfw_subset"}
     assert held_out_photos
     assert not photos & held_out_photos
 
