@@ -48,10 +48,12 @@ echo "up: starting the gateway on http://localhost:$gateway_port and the model s
 "$venv/bin/python" - "$gateway_port" <<'PYTHON' &
 import sys, time, urllib.request
 url = f"http://127.0.0.1:{sys.argv[1]}/readyz"
+# On another port, make classify needs that port too.
+port_option = "" if sys.argv[1] == "5000" else f" GATEWAY_PORT={sys.argv[1]}"
 for _ in range(240):
     try:
         urllib.request.urlopen(url, timeout=2)
-        print(f"up: ready; try `make classify IMG=rock1.png` in another terminal")
+        print(f"up: ready; try `make classify IMG=rock1.png{port_option}` in another terminal")
         break
     except OSError:
         time.sleep(0.5)
