@@ -92,7 +92,7 @@ def format_send_file_sentence(label: str, uncertain_reason: str | None, server_t
     """Format the /send_file reply, the classroom sentence for a confident prediction.
 
     The sentence of an uncertain prediction still starts with "The model
-    predicts LABEL", which existing clients parse, and then says in words why
+    predicts LABEL", which existing clients parse, and then states in words why
     the model is unsure.
     """
     if uncertain_reason is None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Share of hand images that may be flagged uncertain on the calibration split,
-# per source; the held-out budget is 2%, so this leaves room for sampling noise.
+# Share of each source's hand images that may be flagged on the calibration
+# split. The held-out budget is 2%, so half of it leaves room for sampling noise.
 MAX_FLAGGED_HANDS = 0.01
 
 # Weight of "a wrong answer was flagged" against "a no-hand image was flagged".
@@ -69,9 +69,9 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -
 def choose_thresholds(hands: list[dict], no_hand: dict) -> dict:
     """Pick `hand` and `confidence` thresholds from calibration-split outputs.
 
-    `hands` holds one dict per source of hand images with arrays `hand`
-    (probability of a hand), `top` (top gesture score) and `correct`; `no_hand`
-    holds `hand` and `top` for pictures without a hand. The pair chosen flags
+    `hands` contains one dict per source of hand images with arrays `hand`
+    (probability of a hand), `top` (top gesture score) and `correct`. `no_hand`
+    contains `hand` and `top` for pictures without a hand. The pair chosen flags
     at most MAX_FLAGGED_HANDS of each hand source and otherwise flags as many
     no-hand pictures and wrong answers as it can.
     """

@@ -93,13 +93,13 @@ def grouped_split(
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         target = len(members) * validation_fraction
-        taken = 0
+        chosen_count = 0
         for group in rng.permutation(np.unique(groups_array[members])):
-            if taken >= target:
+            if chosen_count >= target:
                 break
             chosen = members[groups_array[members] == group]
             validation.extend(chosen)
-            taken += len(chosen)
+            chosen_count += len(chosen)
 
     validation_array = np.sort(np.array(validation, dtype=np.int64))
     train = np.setdiff1d(np.arange(len(labels)), validation_array)

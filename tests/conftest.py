@@ -189,3 +189,30 @@ def grey_image(tmp_path) -> Path:
     path = tmp_path / "grey.png"
     Image.new("RGB", GREY_IMAGE_SIZE, GREY_IMAGE_COLOUR).save(path, format="PNG")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_worker_gateway(tmp_path_factory, model_server):
+    """One gateway worker with the default threads in front of the real model server.
+
+    Module-scoped, so that each memory test module reads a worker of its own.
+    """
+    log = tmp_path_factory.mktemp("one_worker_gateway") / "gateway.log"
+    server = start_gateway(log, model_server.address, RPS_GATEWAY_WORKERS="1")
+    yield server
+    stop(server.process)
+
+
+def worker_pids(gateway) -> list[int]:
+    """Return the pids of the gunicorn workers, the children of the master process."""
+    master = gateway.process.pid
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def resident_mb(pid: int) -> float:
+    """Return a process's resident set size (VmRSS) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS line for process {pid}")

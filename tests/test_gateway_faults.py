@@ -5,7 +5,6 @@ server, because the local model server cannot fail on demand.
 """
 
 import io
-import os
 import re
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import requests
 from PIL import Image
 
 from gateway.tfs import get_model_status_pb2
-from tests.conftest import SAMPLES, start_gateway, stop
+from tests.conftest import SAMPLES, resident_mb, start_gateway, stop, worker_pids
 from tests.gateway_fake_model_server import FakeModelServer
 
 # The RPC deadline the fault gateway runs with, in seconds.
@@ -76,21 +75,6 @@ def fault_gateway(tmp_path_factory, fake_server):
     )
     yield server
     stop(server.process)
-
-
-def worker_pids(gateway) -> list[int]:
-    """Return the pids of the gunicorn workers, the children of the master process."""
-    master = gateway.process.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
-def resident_mb(pid: int) -> float:
-    """Return a process's resident set size (VmRSS) in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS line for process {pid}")
 
 
 # No model server.
@@ -297,15 +281,6 @@ def test_master_opens_no_grpc(fault_gateway):
 
 
 # Memory.
-
-
-@pytest.fixture(scope="module")
-def one_worker_gateway(tmp_path_factory, model_server):
-    """One gateway worker in front of the real model server, for memory readings."""
-    log = tmp_path_factory.mktemp("one_worker_gateway") / "gateway.log"
-    server = start_gateway(log, model_server.address, RPS_GATEWAY_WORKERS="1")
-    yield server
-    stop(server.process)
 
 
 def test_worker_memory_returns_after_large_image(one_worker_gateway):

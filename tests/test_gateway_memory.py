@@ -2,14 +2,12 @@
 
 import io
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
-import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import SAMPLES, start_gateway, stop
+from tests.conftest import SAMPLES, resident_mb, worker_pids
 
 # Resident memory budget of one gateway worker, as in test_gateway_faults.py.
 MAX_WORKER_RSS_MB = 80
@@ -20,21 +18,6 @@ MAX_GROWTH_MB = 6
 # so that several threads, and so several malloc arenas, serve large uploads.
 CONCURRENCY = 4
 HTTP_TIMEOUT = 60
-
-
-def worker_pids(gateway) -> list[int]:
-    """Return the pids of the gunicorn workers, the children of the master process."""
-    master = gateway.process.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
-def resident_mb(pid: int) -> float:
-    """Return a process's resident set size (VmRSS) in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS line for process {pid}")
 
 
 def phone_jpeg() -> bytes:
@@ -60,15 +43,6 @@ def post_concurrently(url: str, data: bytes, requests_per_connection: int) -> No
 
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         list(pool.map(send, range(CONCURRENCY)))
-
-
-@pytest.fixture(scope="module")
-def one_worker_gateway(tmp_path_factory, model_server):
-    """One gateway worker with the default threads, in front of the real model server."""
-    log = tmp_path_factory.mktemp("memory_gateway") / "gateway.log"
-    server = start_gateway(log, model_server.address, RPS_GATEWAY_WORKERS="1")
-    yield server
-    stop(server.process)
 
 
 def test_worker_memory_stays_flat_after_phone_jpegs(one_worker_gateway):

@@ -55,7 +55,7 @@ def _wait_until_ready(process: subprocess.Popen, url: str, log) -> None:
     while True:
         assert process.poll() is None, f"make up exited early:\n{log.read_text()}"
         assert time.monotonic() < deadline, f"stack not ready:\n{log.read_text()}"
-        # A worker still starting can be slow to answer under load, so timeouts retry too.
+        # A worker still starting can be slow to respond under load, so timeouts retry too.
         try:
             if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
                 return

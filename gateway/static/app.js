@@ -226,7 +226,7 @@ function showPrediction(card, prediction) {
   card.body.replaceChildren(...details, model, serverTime);
 }
 
-// Builds the note that says in words why the model flagged the prediction, because
+// Builds the note that states in words why the model flagged the prediction, because
 // the card's colour alone would not reach everyone.
 function uncertainNote(reason) {
   let explanation = "the model is not sure of this answer.";
