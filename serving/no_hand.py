@@ -7,7 +7,9 @@ can be downloaded here:
   scales, plus scikit-image's 200 small patches from Labeled Faces in the Wild
   (100 faces and 100 other patches);
 - generated images: solid colours, gradients, noise, stripes and checks,
-  shapes and rendered text.
+  shapes and rendered text, and white or off-white pictures (blank or ruled
+  pages, drawings, charts). The rendered hands sit on white, so without the
+  white pictures a blank page or a red disc on white reads as a hand.
 
 Each source picture belongs to one split only, so the held-out measure counts
 pictures the model never saw in any crop.
@@ -34,7 +36,12 @@ SPLIT_SHARES = (0.55, 0.15, 0.30)
 CROPS_PER_PICTURE = {"train": 40, "calibration": 24, "held_out": 24}
 GENERATED_PER_KIND = {"train": 100, "calibration": 30, "held_out": 40}
 
-GENERATED_KINDS = ("solid", "gradient", "noise", "blobs", "stripes", "shapes", "text")
+# New kinds go at the end: each kind draws from the split's random stream in
+# this order, so appending keeps the earlier kinds' images unchanged.
+GENERATED_KINDS = (
+    "solid", "gradient", "noise", "blobs", "stripes", "shapes", "text",
+    "page", "sketch", "chart",
+)
 
 _PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -181,4 +188,109 @@ def generate(kind: str, rng: np.random.Generator, side: int = 256) -> Image.Imag
             draw.text(position, str(rng.choice(_WORDS)), fill=other, font=font)
         return image
 
+    if kind in _ON_WHITE:
+        return _ON_WHITE[kind](rng, side)
+
     raise ValueError(f"unknown generated kind {kind!r}; expected one of {GENERATED_KINDS}")
+
+
+def _paper(rng: np.random.Generator, side: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """Return a white or off-white sheet and a pen to draw on it."""
+    tint = (255, 255, 255) if rng.random() < 0.25 else tuple(
+        int(c) for c in rng.integers(228, 256, 3))
+    sheet = Image.new("RGB", (side, side), tint)
+    return sheet, ImageDraw.Draw(sheet)
+
+
+def _photographed(sheet: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Light a sheet unevenly and add sensor noise, as a phone photo of it would.
+
+    A third of the sheets stay as drawn, like a blank or drawn digital image.
+    """
+    if rng.random() < 1 / 3:
+        return sheet
+    side = sheet.size[0]
+    angle = rng.uniform(0, 2 * np.pi)
+    y, x = np.mgrid[0:side, 0:side] / side
+    ramp = (x - 0.5) * np.cos(angle) + (y - 0.5) * np.sin(angle) + 0.5
+    light = 1.0 - rng.uniform(0.0, 0.3) * np.clip(ramp, 0, 1)
+    pixels = np.asarray(sheet, np.float32) * light[..., None]
+    pixels += rng.normal(0, rng.uniform(0.5, 6.0), pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    return tuple(int(c) for c in rng.integers(0, 256, 3))
+
+
+def _page(rng: np.random.Generator, side: int) -> Image.Image:
+    """A blank, ruled or squared sheet of paper, sometimes lying on a darker desk."""
+    sheet, draw = _paper(rng, side)
+    ruling = rng.choice(["blank", "lines", "squares"])
+    spacing = int(rng.integers(10, 32))
+    ink = (int(rng.integers(120, 200)), int(rng.integers(150, 220)), int(rng.integers(200, 256)))
+    for offset in range(spacing, side, spacing) if ruling != "blank" else ():
+        draw.line((0, offset, side, offset), fill=ink)
+        if ruling == "squares":
+            draw.line((offset, 0, offset, side), fill=ink)
+
+    if rng.random() < 0.3:
+        edge = int(rng.integers(side // 10, side // 3))
+        draw.rectangle((side - edge, 0, side, side), fill=_random_colour(rng))
+        sheet = sheet.rotate(float(rng.uniform(0, 360)), fillcolor=_random_colour(rng))
+    return _photographed(sheet, rng)
+
+
+def _sketch(rng: np.random.Generator, side: int) -> Image.Image:
+    """Outlines, filled shapes and pen strokes on white, like a drawing or a clip-art icon."""
+    sheet, draw = _paper(rng, side)
+    for _ in range(int(rng.integers(1, 7))):
+        box = sorted(rng.integers(0, side, 2)), sorted(rng.integers(0, side, 2))
+        corners = (box[0][0], box[1][0], box[0][1], box[1][1])
+        colour = _random_colour(rng)
+        width = int(rng.integers(1, 8))
+        choice = rng.integers(0, 4)
+        if choice == 0:
+            draw.ellipse(corners, fill=colour if rng.random() < 0.5 else None,
+                         outline=colour, width=width)
+        elif choice == 1:
+            draw.rectangle(corners, fill=colour if rng.random() < 0.5 else None,
+                           outline=colour, width=width)
+        elif choice == 2:
+            points = [tuple(int(v) for v in rng.integers(0, side, 2))
+                      for _ in range(int(rng.integers(3, 7)))]
+            draw.polygon(points, fill=colour if rng.random() < 0.5 else None, outline=colour)
+        else:
+            steps = rng.normal(0, side / 12, (int(rng.integers(4, 20)), 2))
+            points = np.cumsum(steps, axis=0) + rng.integers(0, side, 2)
+            draw.line([tuple(point) for point in points.tolist()], fill=colour, width=width)
+    return _photographed(sheet, rng)
+
+
+def _chart(rng: np.random.Generator, side: int) -> Image.Image:
+    """A line or bar chart with axes and grid on white."""
+    sheet, draw = _paper(rng, side)
+    left, bottom = int(side * rng.uniform(0.08, 0.2)), int(side * rng.uniform(0.8, 0.92))
+    right, top = int(side * rng.uniform(0.85, 0.97)), int(side * rng.uniform(0.05, 0.2))
+    if rng.random() < 0.5:
+        for y in np.linspace(top, bottom, int(rng.integers(3, 8))):
+            draw.line((left, int(y), right, int(y)), fill=(220, 220, 220))
+    draw.line((left, top, left, bottom, right, bottom), fill=(0, 0, 0), width=2)
+
+    count = int(rng.integers(4, 16))
+    xs = np.linspace(left + 6, right - 6, count)
+    for _ in range(int(rng.integers(1, 4))):
+        ys = bottom - (bottom - top) * np.clip(
+            np.cumsum(rng.normal(0, 0.15, count)) + rng.uniform(0.2, 0.8), 0.02, 1.0
+        )
+        colour = _random_colour(rng)
+        if rng.random() < 0.5:
+            draw.line(list(zip(xs.tolist(), ys.tolist())), fill=colour, width=int(rng.integers(1, 4)))
+        else:
+            half = max(1, int((right - left) / count / 3))
+            for x, y in zip(xs, ys):
+                draw.rectangle((int(x) - half, int(y), int(x) + half, bottom), fill=colour)
+    return _photographed(sheet, rng)
+
+
+_ON_WHITE = {"page": _page, "sketch": _sketch, "chart": _chart}

@@ -96,6 +96,29 @@ def test_generate_draws_rgb_image(kind):
     assert image.size == (64, 64)
 
 
+@pytest.mark.parametrize("kind", ["page", "sketch", "chart"])
+def test_pictures_on_white_are_mostly_white(kind):
+    # They exist to teach that white around something is not a hand, so
+    # most of each picture must be as bright as the rendered hands' background.
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        pixels = np.asarray(no_hand.generate(kind, rng, side=96), np.float32)
+        bright = (pixels.min(axis=-1) >= 180).mean()
+        assert bright > 0.4, f"{kind}: only {bright:.0%} of the picture is bright"
+
+
+def test_appended_kinds_keep_earlier_pictures_unchanged(monkeypatch):
+    # Older versions are re-measured on the held-out pictures, so adding a
+    # kind at the end must leave the pictures of the kinds before it as they were.
+    full = no_hand.build("calibration", (16, 16), seed=42)
+    monkeypatch.setattr(no_hand, "GENERATED_KINDS", no_hand.GENERATED_KINDS[:7])
+    earlier = no_hand.build("calibration", (16, 16), seed=42)
+
+    assert len(earlier.images) < len(full.images)
+    assert np.array_equal(full.images[:len(earlier.images)], earlier.images)
+    assert full.sources[:len(earlier.sources)] == earlier.sources
+
+
 def test_fit_temperature_undoes_overconfidence():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (4000, 4))
