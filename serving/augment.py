@@ -122,10 +122,13 @@ class Augmenter:
         b2 = centre_y + shift_y - b0 * centre_x - b1 * centre_y
         zeros = tf.zeros([batch])
         transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        return tf.raw_ops.ImageProjectiveTransformV3(
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
             images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
             fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT",
         )
+        # The op cannot tell that the size is unchanged, so restore the static shape.
+        warped.set_shape(images.shape)
+        return warped
 
     def colour(self, images: tf.Tensor) -> tf.Tensor:
         """Change brightness, contrast, saturation, hue and white balance; make some grey.
@@ -214,9 +217,15 @@ def _apply_to_some(images: tf.Tensor, share: float, transform, *extras: tf.Tenso
     if eligible is not None:
         chosen &= eligible
     indices = tf.where(chosen)
-    picked = tf.gather_nd(images, indices)
-    changed = transform(picked, *(tf.gather_nd(extra, indices) for extra in extras))
-    return tf.tensor_scatter_nd_update(images, indices, changed)
+
+    def update() -> tf.Tensor:
+        picked = tf.gather_nd(images, indices)
+        changed = transform(picked, *(tf.gather_nd(extra, indices) for extra in extras))
+        return tf.tensor_scatter_nd_update(images, indices, changed)
+
+    # tf.map_fn cannot stack an empty result whose image size is unknown, and
+    # a batch may choose no image at all, so skip the transform then.
+    return tf.cond(tf.size(indices) > 0, update, lambda: images)
 
 
 def _grey_axis_rotation(angle: tf.Tensor) -> tf.Tensor:
