@@ -5,13 +5,14 @@ from keras import layers
 
 
 def build_classifier(
-    size: tuple[int, int], class_count: int, filters: tuple[int, ...]
+    size: tuple[int, int], class_count: int, filters: tuple[int, ...], dropout: float = 0.3
 ) -> keras.Model:
     """Build a small convolutional classifier from float pixels in [0, 255] to logits.
 
     Each entry of `filters` adds a Conv-BN-ReLU-MaxPool block of that width.
     The stride-2 convolution and one 2x2 pooling per block halve the input
     len(filters) + 1 times, so `size` must be at least 2 ** (len(filters) + 1).
+    `dropout` is the share of pooled features dropped before the last layer in training.
     The model returns logits, not probabilities, so that a temperature fitted
     after training can scale them before the softmax in the exported signature.
     """
@@ -30,6 +31,6 @@ def build_classifier(
         x = layers.MaxPooling2D()(x)
 
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.3)(x)
+    x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(class_count, name="logits")(x)
     return keras.Model(inputs, outputs, name="rps_cnn")

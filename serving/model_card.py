@@ -50,7 +50,8 @@ NO_HAND_CREDIT = (
     "source and licence, mostly public domain or CC0, are in "
     "`skimage/data/_fetchers.py`) and Matplotlib 3.11.2 "
     "(`mpl-data/sample_data/`), cut into random crops, plus generated solid colours, "
-    "gradients, noise, blobs, stripes and checks, shapes and text"
+    "gradients, noise, blobs, stripes and checks, shapes, text, and blank pages, "
+    "drawings and charts on white"
 )
 
 SOURCE_TITLES = {
@@ -215,7 +216,7 @@ in one process, on {facts['machine']}, measured by `serving/evaluate.py`.
 
 {facts['architecture']}
 
-- Parameters: {facts['parameters']:,}; filters per block {', '.join(map(str, facts['filters']))}.
+- Parameters: {facts['parameters']:,}; filters per block {', '.join(map(str, facts['filters']))}{_dropout_text(facts)}.
 - Adam, learning rate {facts['learning_rate']} with cosine decay to zero, batch
   {facts['batch_size']}, {facts['epochs']} epochs; the weights after the last epoch are
   exported.
@@ -248,8 +249,10 @@ deterministic, so expect close, not identical, weights and figures.
   the flagged share on everyday scenes (rooms, pets, faces) is an estimate from
   a small sample. The by-source table above shows which pictures are missed.
 - The rendered hands sit on white, so white or near-white pictures without a
-  hand (a blank page, drawings and charts on white) can come back as a
-  confident gesture. The no-hand pictures include few such images.
+  hand (a blank page, drawings and charts on white) are the hardest to flag.
+  The pages, drawings and charts among the no-hand pictures are generated, so
+  real drawings, documents and screenshots may be flagged less often than the
+  table above shows.
 - Latency figures come from the run that wrote this card; cards written in
   other runs show the same versions with run-to-run noise.
 """
@@ -269,6 +272,13 @@ def _speed_table(measurements: dict, parameters: dict[int, int]) -> str:
             f"| {latency['median_ms']:.2f} / {latency['p99_ms']:.2f} ms |"
         )
     return "\n".join(lines)
+
+
+def _dropout_text(facts: dict) -> str:
+    # Metrics written before the dropout rate was recorded lack the key.
+    if "dropout" not in facts:
+        return ""
+    return f"; dropout {facts['dropout']} before the last layer"
 
 
 def write_index(path: Path, facts: dict, parameters: dict[int, int]) -> None:

@@ -421,7 +421,7 @@ def test_interrupt_exits_130(silent_server, tmp_path):
             process.kill()
             process.wait()
 
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.splitlines() == ["rps-classify: interrupted"]
     assert stdout == ""
