@@ -16,6 +16,7 @@ import re
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.messages import UnexpectedReply, parse_prediction
@@ -331,6 +332,19 @@ def test_classify_grey_image_flagged_no_hand(gateway, grey_image):
     # The label and scores are still there, so clients can show the closest gesture.
     assert entry["label"] in CLASS_NAMES
     assert set(entry["scores"]) == set(CLASS_NAMES)
+
+
+def test_classify_blank_white_page_flagged_no_hand(gateway, tmp_path):
+    # The rendered training hands sit on white, so white is where a model
+    # without white no-hand pictures takes an empty picture for a gesture.
+    page = tmp_path / "white.png"
+    Image.new("RGB", (300, 300), (255, 255, 255)).save(page, format="PNG")
+
+    [entry] = classify_entries(gateway.url, page)
+
+    assert entry["model"]["version"] >= 4
+    assert entry["uncertain"] is True
+    assert entry["reason"] == "no_hand"
 
 
 def test_classify_batch_keeps_certainty_per_image(gateway, grey_image):
