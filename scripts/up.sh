@@ -30,7 +30,12 @@ stop_all() {
     kill -TERM "${pids[@]}" $readiness_pid 2>/dev/null || true
     wait "${pids[@]}" $readiness_pid 2>/dev/null || true
 }
-trap stop_all INT TERM EXIT
+# A signal ends the script in its trap, so the report after `wait` below only
+# runs when a server exited on its own. 130 and 143 are the shell's codes for
+# INT and TERM.
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap stop_all EXIT
 
 "${model_server[@]}" --port="$model_port" --model_name=rps \
     --model_base_path="$model_base_path" &
@@ -63,6 +68,7 @@ PYTHON
 readiness_pid=$!
 
 # Stop both as soon as either exits, and report which one it was.
+exited=
 set +e
 wait -n -p exited "${pids[@]}"
 status=$?

@@ -103,6 +103,11 @@ def test_make_up_ctrl_c_stops_everything(stack):
     os.killpg(process.pid, signal.SIGINT)
     process.wait(timeout=60)
 
+    log = stack["log"].read_text()
+    assert "up: stopping" in log
+    # A Ctrl-C is not a server exiting on its own, and must not trip the script.
+    assert "exited with status" not in log
+    assert "unbound variable" not in log
     for port in stack["ports"]:
         assert not port_is_open(port), f"port {port} still open:\n{stack['log'].read_text()}"
     with pytest.raises(ProcessLookupError):
