@@ -89,6 +89,9 @@ install_tools() {
     command -v runc >/dev/null || missing+=(runc)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v docker-compose >/dev/null || missing+=(docker-compose)
+    # With the CNI network backend, containers find each other by name only
+    # through this plugin, and --no-install-recommends leaves it out.
+    [ -e /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
     if ((${#missing[@]} == 0)); then
         return
     fi
