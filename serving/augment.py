@@ -231,7 +231,7 @@ def _apply_to_some(images: tf.Tensor, share: float, transform, *extras: tf.Tenso
 def _grey_axis_rotation(angle: tf.Tensor) -> tf.Tensor:
     """Return [batch, 3, 3] matrices turning RGB colours by `angle` about the grey axis.
 
-    Rodrigues' formula about the unit vector (1, 1, 1) / sqrt(3); grey stays grey.
+    It applies Rodrigues' formula about the unit vector (1, 1, 1) / sqrt(3), so grey stays grey.
     """
     unit = 1.0 / math.sqrt(3.0)
     outer = tf.fill([3, 3], unit * unit)

@@ -36,8 +36,8 @@ SPLIT_SHARES = (0.55, 0.15, 0.30)
 CROPS_PER_PICTURE = {"train": 40, "calibration": 24, "held_out": 24}
 GENERATED_PER_KIND = {"train": 100, "calibration": 30, "held_out": 40}
 
-# New kinds go at the end: each kind draws from the split's random stream in
-# this order, so appending keeps the earlier kinds' images unchanged.
+# New kinds go at the end, because each kind draws from the split's random
+# stream in this order, and appending keeps the earlier kinds' images unchanged.
 GENERATED_KINDS = (
     "solid", "gradient", "noise", "blobs", "stripes", "shapes", "text",
     "page", "sketch", "chart",
@@ -224,7 +224,7 @@ def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
 
 
 def _page(rng: np.random.Generator, side: int) -> Image.Image:
-    """A blank, ruled or squared sheet of paper, sometimes lying on a darker desk."""
+    """Draw a blank, ruled or squared sheet of paper, sometimes lying on a darker desk."""
     sheet, draw = _paper(rng, side)
     ruling = rng.choice(["blank", "lines", "squares"])
     spacing = int(rng.integers(10, 32))
@@ -242,7 +242,7 @@ def _page(rng: np.random.Generator, side: int) -> Image.Image:
 
 
 def _sketch(rng: np.random.Generator, side: int) -> Image.Image:
-    """Outlines, filled shapes and pen strokes on white, like a drawing or a clip-art icon."""
+    """Draw outlines, filled shapes and pen strokes on white, like a sketch or clip art."""
     sheet, draw = _paper(rng, side)
     for _ in range(int(rng.integers(1, 7))):
         box = sorted(rng.integers(0, side, 2)), sorted(rng.integers(0, side, 2))
@@ -268,7 +268,7 @@ def _sketch(rng: np.random.Generator, side: int) -> Image.Image:
 
 
 def _chart(rng: np.random.Generator, side: int) -> Image.Image:
-    """A line or bar chart with axes and grid on white."""
+    """Draw a line or bar chart with axes and a grid on white."""
     sheet, draw = _paper(rng, side)
     left, bottom = int(side * rng.uniform(0.08, 0.2)), int(side * rng.uniform(0.8, 0.92))
     right, top = int(side * rng.uniform(0.85, 0.97)), int(side * rng.uniform(0.05, 0.2))
