@@ -237,8 +237,11 @@ class ModelClient:
 
     def _translate(self, method: str, error: grpc.RpcError) -> GatewayError:
         code = error.code()
-        logger.error(
-            "%s on model %s at %s failed: %s: %s",
+        # Status checks come from readiness probes, which expect failures while
+        # the model server starts. A failed prediction stays an error.
+        level = logging.WARNING if method == "GetModelStatus" else logging.ERROR
+        logger.log(
+            level, "%s on model %s at %s failed: %s: %s",
             method, self.model_name, self.target, code.name, error.details(),
         )
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:

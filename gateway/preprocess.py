@@ -14,7 +14,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gateway.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
 
-# Pillow format names accepted; other formats Pillow can read get a 415.
+# Pillow format names accepted. Other formats that Pillow can read get a 415,
+# and so do the formats that `_unreadable_kind` recognises.
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 # 40 megapixels admits phone photos (12 to 24 MP) while capping the decoded
@@ -29,6 +30,9 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 
 # ISO base media files (HEIC, AVIF) start with a size and then "ftyp".
 _ISO_MEDIA_MARKER = b"ftyp"
+
+# How far into a file to look for an SVG root element after an XML prologue.
+_XML_PROLOGUE_BYTES = 1024
 
 
 def preprocess(
@@ -120,14 +124,26 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge("the image has too many pixels to decode safely") from error
     except UnidentifiedImageError as error:
-        if data[4:8] == _ISO_MEDIA_MARKER:
+        kind = _unreadable_kind(data)
+        if kind is not None:
             raise UnsupportedMediaType(
-                "HEIC and AVIF images are not supported; "
-                f"supported formats: {supported_formats_text()}"
+                f"{kind} are not supported; supported formats: {supported_formats_text()}"
             ) from error
         raise InvalidImage("the file is not a recognised image") from error
     except _DECODE_ERRORS as error:
         raise InvalidImage("the image header is corrupt") from error
+
+
+def _unreadable_kind(data: bytes) -> str | None:
+    """Return the name of a non-raster format that people send as pictures, or None."""
+    if data[4:8] == _ISO_MEDIA_MARKER:
+        return "HEIC and AVIF images"
+    if data.startswith(b"%PDF-"):
+        return "PDF documents"
+    head = data[:_XML_PROLOGUE_BYTES].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "SVG drawings"
+    return None
 
 
 def _check_format(image: Image.Image) -> None:

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
+READINESS_ROUTE = "/readyz"
+
 # A client-supplied id is echoed and logged only if it is short and plain,
 # so that it cannot inject text into log lines or headers.
 _REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -114,20 +116,26 @@ def _finish_request(response: Response) -> Response:
     if "error" in g:
         fields.append(f"error={g.error!r}")
     status = response.status_code
-    if status >= 500:
-        level = logging.ERROR
-    elif status >= 400:
-        level = logging.WARNING
-    else:
-        level = logging.INFO
+    route = request.url_rule.rule if request.url_rule is not None else None
     logger.log(
-        level,
+        _log_level(status, route),
         "%s %s %d %s", request.method, _loggable_path(), status, " ".join(fields)
     )
 
-    route = request.url_rule.rule if request.url_rule is not None else None
     metrics.observe_request(route, request.method, status, g.timings, total)
     return response
+
+
+def _log_level(status: int, route: str | None) -> int:
+    # A 503 from the readiness route is the expected reply while the model
+    # loads, and probes poll every second or so. The model client logs the cause.
+    if route == READINESS_ROUTE and status == 503:
+        return logging.INFO
+    if status >= 500:
+        return logging.ERROR
+    if status >= 400:
+        return logging.WARNING
+    return logging.INFO
 
 
 def _loggable_path() -> str:

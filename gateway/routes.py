@@ -11,7 +11,13 @@ from gateway.errors import GatewayError, InvalidRequest, ModelServerError, Model
 from gateway.messages import LOW_CONFIDENCE, NO_HAND, ModelMetadata, Prediction
 from gateway.model_client import ModelClient
 from gateway.preprocess import preprocess
-from gateway.request_log import record_stage, set_file_count, stage, stage_milliseconds
+from gateway.request_log import (
+    READINESS_ROUTE,
+    record_stage,
+    set_file_count,
+    stage,
+    stage_milliseconds,
+)
 from gateway.settings import Settings
 from gateway.uploads import Upload, read_form_uploads, read_uploads
 
@@ -107,7 +113,7 @@ def healthz() -> Response:
     return jsonify(status="ok")
 
 
-@blueprint.get("/readyz")
+@blueprint.get(READINESS_ROUTE)
 def readyz() -> Response:
     """Report ready when the model server has a version of the model AVAILABLE."""
     try:

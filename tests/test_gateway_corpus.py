@@ -236,8 +236,14 @@ CASES = [
     # Bytes that are not an image, or not a supported one.
     Case("text file", 400, "invalid_image", files=one_file("notes.txt", b"rock paper scissors\n")),
     Case("html file", 400, "invalid_image", files=one_file("page.html", HTML, "text/html")),
-    Case("pdf file", 400, "invalid_image", files=one_file("doc.pdf", PDF, "application/pdf")),
-    Case("svg file", 400, "invalid_image", files=one_file("rock.svg", SVG, "image/svg+xml")),
+    Case("pdf file", 415, "unsupported_media_type",
+         files=one_file("doc.pdf", PDF, "application/pdf"),
+         check=check_detail_mentions_supported_formats),
+    Case("svg file", 415, "unsupported_media_type",
+         files=one_file("rock.svg", SVG, "image/svg+xml"),
+         check=check_detail_mentions_supported_formats),
+    Case("raw svg body", 415, "unsupported_media_type", data=SVG,
+         headers={"Content-Type": "image/svg+xml"}),
     Case("zip named png", 400, "invalid_image", files=one_file("rock.png", zip_of_rock())),
     Case("heic magic bytes", 415, "unsupported_media_type", files=one_file("rock.heic", HEIC),
          check=check_detail_mentions_supported_formats),
@@ -330,7 +336,7 @@ def assert_valid_classification(body: dict) -> None:
 
 
 def test_corpus_has_expected_size():
-    assert len(CASES) == 43
+    assert len(CASES) == 44
     assert len({case.name for case in CASES}) == len(CASES)
 
 

@@ -237,6 +237,20 @@ def test_unhandled_error_returns_500_without_text(caplog):
     assert secret in str(tracebacks[0].exc_info[1])
 
 
+def test_not_ready_is_logged_below_error(client, caplog):
+    gateway_logger = logging.getLogger("gateway")
+    gateway_logger.addHandler(caplog.handler)
+    try:
+        response = client.get("/readyz")
+    finally:
+        gateway_logger.removeHandler(caplog.handler)
+
+    assert response.status_code == 503
+    levels = {record.name: record.levelno for record in caplog.records}
+    assert levels["gateway.request_log"] == logging.INFO
+    assert levels["gateway.model_client"] == logging.WARNING
+
+
 def test_client_errors_log_no_traceback(client, caplog):
     gateway_logger = logging.getLogger("gateway")
     gateway_logger.addHandler(caplog.handler)

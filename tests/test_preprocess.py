@@ -217,10 +217,14 @@ def test_large_jpeg_decodes_at_reduced_scale():
     [
         (b"", InvalidImage),
         (b"hello, this is text", InvalidImage),
-        (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", InvalidImage),
+        (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", UnsupportedMediaType),
         (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", UnsupportedMediaType),
+        (b'\xef\xbb\xbf <svg xmlns="http://www.w3.org/2000/svg"/>', UnsupportedMediaType),
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+         UnsupportedMediaType),
+        (b'<?xml version="1.0"?>\n<note>not a drawing</note>', InvalidImage),
     ],
-    ids=["empty", "text", "pdf", "heic"],
+    ids=["empty", "text", "pdf", "heic", "svg", "svg-with-prologue", "other-xml"],
 )
 def test_non_images_are_rejected(data, error):
     with pytest.raises(error):
