@@ -95,6 +95,18 @@ def summarize(outputs: dict, labels: np.ndarray, files: list[str], none_label: i
     return result
 
 
+def turned_accuracy(signature, images: np.ndarray, labels: np.ndarray,
+                    class_names: list[str]) -> float:
+    """Return the accuracy on `images` turned by a quarter turn each way.
+
+    Hands enter a photo from any side, so this measures how much the answers
+    depend on the orientation of the picture.
+    """
+    turned = np.concatenate([np.rot90(images, turns, axes=(1, 2)) for turns in (1, 3)])
+    outputs = run_signature(signature, turned, class_names)
+    return float(np.mean(outputs["scores"].argmax(axis=1) == np.tile(labels, 2)))
+
+
 def batch1_latency(signature, size: tuple[int, int]) -> dict:
     """Return the median and p99 milliseconds of one-image signature calls."""
     import tensorflow as tf
@@ -124,6 +136,10 @@ def measure_version(directory: Path, sources: training_data.Sources, seed: int) 
         outputs = run_signature(signature, images, sources.class_names)
         results[source] = summarize(outputs, part.labels, part.files, sources.none_label,
                                     len(sources.class_names))
+        if source != "no_hand":
+            results[source]["accuracy_turned"] = turned_accuracy(
+                signature, images, part.labels, sources.class_names
+            )
 
     return {
         "input_size": list(size),

@@ -68,6 +68,10 @@ def test_train_writes_model_card(trained):
     assert "Laurence Moroney" in card
     assert "CDLA-Sharing-1.0" in card
     assert "| **rock** |" in card
+    for source in ("rendered hands (CGI)", "hand photographs"):
+        [row] = [line for line in card.splitlines() if line.startswith(f"| 1 | {source} |")]
+        # Columns: version, source, images, accuracy, accuracy turned 90°.
+        assert row.split("|")[5].strip().endswith("%"), row
     # 25% of 4 images per class held out; 10% of the whole is 0 images a class.
     assert "| rendered hands (CGI) | 9 | 0 | 3 |" in card
     # Whole clips of 2 frames: one clip a class held out, one for calibration.
