@@ -6,7 +6,8 @@ and the colour transforms one 3x3 matrix per image, because separate Keras
 preprocessing layers cost as much CPU as the training step itself:
 - new backgrounds behind the rendered hands, whose white studio background
   would otherwise teach the model that "white around skin" means a hand;
-- position, scale, rotation and mirror images, since hands enter from any side;
+- position, scale, rotation, quarter turns and mirror images, since hands
+  enter from any side;
 - lighting, colour cast, saturation and grey images, for rooms and cameras;
 - blur, sensor noise and JPEG artifacts, for webcams and messaging apps.
 """
@@ -23,7 +24,8 @@ import tensorflow as tf
 class Strength:
     """Probabilities and ranges of the random transforms.
 
-    Rotation is a fraction of a full turn; zoom, shift, brightness and
+    Rotation is a fraction of a full turn, and quarter_turn the share of
+    images also turned by 90 degrees; zoom, shift, brightness and
     contrast are fractions of the image size or value range. Saturation is
     the largest change of a colour's distance from grey, and hue a fraction
     of the colour wheel. The other fields are shares of the images changed.
@@ -31,6 +33,7 @@ class Strength:
 
     background_swap: float
     rotation: float
+    quarter_turn: float
     zoom: float
     shift: float
     brightness: float
@@ -48,11 +51,11 @@ class Strength:
 
 
 STRENGTHS = {
-    "strong": Strength(background_swap=0.7, rotation=0.2, zoom=0.3, shift=0.15,
-                       brightness=0.3, contrast=0.3, saturation=0.2, hue=0.06,
+    "strong": Strength(background_swap=0.7, rotation=0.2, quarter_turn=0.5, zoom=0.3,
+                       shift=0.15, brightness=0.3, contrast=0.3, saturation=0.2, hue=0.06,
                        grey=0.1, blur=0.3, noise=0.3, jpeg=0.4),
-    "light": Strength(background_swap=0.5, rotation=0.1, zoom=0.2, shift=0.1,
-                      brightness=0.2, contrast=0.2, saturation=0.1, hue=0.04,
+    "light": Strength(background_swap=0.5, rotation=0.1, quarter_turn=0.5, zoom=0.2,
+                      shift=0.1, brightness=0.2, contrast=0.2, saturation=0.1, hue=0.04,
                       grey=0.05, blur=0.2, noise=0.2, jpeg=0.25),
 }
 
@@ -106,7 +109,11 @@ class Augmenter:
         flip_x = tf.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0)
         flip_y = tf.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0)
         turn = self.strength.rotation * 2.0 * math.pi
-        angle = uniform(-turn, turn)
+        # With both mirrors at even odds, a quarter-turn share of 0.5 makes all
+        # eight right-angle orientations equally likely, because photographed
+        # hands point every way.
+        quarter = tf.where(uniform(0.0, 1.0) < self.strength.quarter_turn, math.pi / 2, 0.0)
+        angle = uniform(-turn, turn) + quarter
         # Above 1 the warp samples a larger area, so the hand looks smaller.
         scale = uniform(1.0 - self.strength.zoom, 1.0 + self.strength.zoom)
         shift_x = uniform(-self.strength.shift, self.strength.shift) * width

@@ -14,8 +14,8 @@ import tensorflow as tf
 from serving.augment import STRENGTHS, Augmenter, _apply_to_some
 
 OFF = dataclasses.replace(
-    STRENGTHS["light"], background_swap=0.0, rotation=0.0, zoom=0.0, shift=0.0,
-    brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, grey=0.0, blur=0.0,
+    STRENGTHS["light"], background_swap=0.0, rotation=0.0, quarter_turn=0.0, zoom=0.0,
+    shift=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, grey=0.0, blur=0.0,
     noise=0.0, jpeg=0.0,
 )
 
@@ -44,20 +44,25 @@ def presets() -> dict:
 
 
 def geometry() -> dict:
-    """Whether each warped image is a mirror of its input, without and with rotation."""
+    """Whether each warped image is a mirror of its input or of its quarter turn."""
     images = random_batch()
     originals = images.numpy()
 
-    def mirrored(out: np.ndarray) -> list[bool]:
+    def mirrors(image: np.ndarray) -> tuple[np.ndarray, ...]:
+        return image, image[:, ::-1], image[::-1], image[::-1, ::-1]
+
+    def matches(out: np.ndarray, turned: bool) -> list[bool]:
         return [
             any(np.allclose(warped, mirror, atol=1e-3) for mirror in
-                (original, original[:, ::-1], original[::-1], original[::-1, ::-1]))
+                mirrors(original.transpose(1, 0, 2) if turned else original))
             for original, warped in zip(originals, out)
         ]
 
-    turned = dataclasses.replace(OFF, rotation=0.25)
-    return {"mirrors_only": mirrored(augmenter(OFF).geometry(images).numpy()),
-            "turned": mirrored(augmenter(turned).geometry(images).numpy())}
+    rotated = augmenter(dataclasses.replace(OFF, rotation=0.25)).geometry(images).numpy()
+    quarter = augmenter(dataclasses.replace(OFF, quarter_turn=1.0)).geometry(images).numpy()
+    return {"mirrors_only": matches(augmenter(OFF).geometry(images).numpy(), turned=False),
+            "turned": matches(rotated, turned=False),
+            "quarter_turned": matches(quarter, turned=True)}
 
 
 def colour() -> dict:

@@ -37,6 +37,12 @@ def test_geometry_rotation_turns_images(measured):
     assert not any(measured["geometry"]["turned"])
 
 
+def test_quarter_turn_transposes_images(measured):
+    # A quarter turn is a transpose followed by a mirror, so every image
+    # matches one of the four mirrors of its transpose.
+    assert all(measured["geometry"]["quarter_turned"])
+
+
 def test_colour_keeps_grey_nearly_grey(measured):
     # Hue turns colours about the grey axis and saturation scales the distance
     # from it, so only the white balance (0.8 to 1.2 per channel) tints grey.
