@@ -4,6 +4,7 @@ import io
 from dataclasses import dataclass
 
 from flask import Request
+from gunicorn.http.errors import ParseException
 from werkzeug.datastructures import FileStorage
 
 from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -20,6 +21,10 @@ MAX_LABEL_CHARACTERS = 100
 ELLIPSIS = "\u2026"
 
 _CURL_HINT = f"send the image as in curl -F {FILE_FIELD}=@rock1.png"
+
+# Exceptions that gunicorn raises while the body is read: ParseException for
+# malformed chunked framing, NoMoreData (an OSError) for a body that ends early.
+_BODY_READ_ERRORS = (ParseException, OSError)
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,16 @@ def read_uploads(request: Request, max_files: int) -> list[Upload]:
     `max_files` images.
     """
     _check_body_not_empty(request)
-    if request.mimetype == MULTIPART:
-        return read_form_uploads(request, max_files)
-    if request.mimetype.startswith("image/"):
-        return [_read_body(request)]
+    try:
+        if request.mimetype == MULTIPART:
+            return read_form_uploads(request, max_files)
+        if request.mimetype.startswith("image/"):
+            return [_read_body(request)]
+    except _BODY_READ_ERRORS:
+        raise InvalidRequest(
+            "the request body is malformed or ended early: with Transfer-Encoding: chunked, "
+            f"each chunk must start with its size in hex; {_CURL_HINT}"
+        ) from None
     raise UnsupportedMediaType(
         f"content type {request.mimetype or '(none)'} is not accepted; send {MULTIPART} "
         f"with parts named {FILE_FIELD!r}, or a raw body with an image/* content type"

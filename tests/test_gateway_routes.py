@@ -4,8 +4,11 @@ Replies are checked against docs/api.md: the prediction shape, the
 /send_file sentence, the health routes and every error status and code.
 """
 
+import http.client
 import io
+import json
 import re
+import urllib.parse
 from datetime import datetime, timedelta
 
 import pytest
@@ -350,6 +353,27 @@ def test_chunked_raw_body_under_limit_is_classified(gateway):
 
     assert response.status_code == 200, response.text
     assert response.json()["predictions"][0]["label"] == "paper"
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "multipart/form-data; boundary=B"])
+def test_malformed_chunked_body_returns_400(gateway, content_type):
+    # The body is declared chunked but sent as plain bytes, so gunicorn reads
+    # the first bytes of the body as a chunk size and rejects them.
+    body = sample("rock1.png") if content_type == "image/png" else b"--B\r\n" + b"x" * 100
+    address = urllib.parse.urlsplit(gateway.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=HTTP_TIMEOUT)
+    try:
+        connection.request("POST", "/classify", body=body, headers={
+            "Content-Type": content_type, "Transfer-Encoding": "chunked"})
+        response = connection.getresponse()
+        status, reply = response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+    assert status == 400, reply
+    assert reply["error"] == "invalid_request"
+    assert "chunked" in reply["detail"]
+    assert_rock_still_classified(gateway.url)
 
 
 def test_send_file_two_files_returns_400(gateway):
