@@ -31,8 +31,9 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 # ISO base media files (HEIC, AVIF) start with a size and then "ftyp".
 _ISO_MEDIA_MARKER = b"ftyp"
 
-# How far into a file to look for an SVG root element after an XML prologue.
-_XML_PROLOGUE_BYTES = 1024
+# How far into a file to look for the PDF header, or for an SVG root element
+# after an XML declaration, comment or DOCTYPE.
+_HEADER_SEARCH_BYTES = 1024
 
 
 def preprocess(
@@ -138,10 +139,11 @@ def _unreadable_kind(data: bytes) -> str | None:
     """Return the name of a non-raster format that people send as pictures, or None."""
     if data[4:8] == _ISO_MEDIA_MARKER:
         return "HEIC and AVIF images"
-    if data.startswith(b"%PDF-"):
+    head = data[:_HEADER_SEARCH_BYTES]
+    if b"%PDF-" in head:
         return "PDF documents"
-    head = data[:_XML_PROLOGUE_BYTES].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
-    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+    markup = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if markup.startswith(b"<svg") or (markup.startswith((b"<?xml", b"<!")) and b"<svg" in markup):
         return "SVG drawings"
     return None
 

@@ -222,9 +222,13 @@ def test_large_jpeg_decodes_at_reduced_scale():
         (b'\xef\xbb\xbf <svg xmlns="http://www.w3.org/2000/svg"/>', UnsupportedMediaType),
         (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>',
          UnsupportedMediaType),
+        (b'<!-- drawn by hand -->\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+         UnsupportedMediaType),
+        (b"\n\n%PDF-1.7\n", UnsupportedMediaType),
         (b'<?xml version="1.0"?>\n<note>not a drawing</note>', InvalidImage),
     ],
-    ids=["empty", "text", "pdf", "heic", "svg", "svg-with-prologue", "other-xml"],
+    ids=["empty", "text", "pdf", "heic", "svg", "svg-with-prologue", "svg-after-comment",
+         "pdf-after-blank-lines", "other-xml"],
 )
 def test_non_images_are_rejected(data, error):
     with pytest.raises(error):
