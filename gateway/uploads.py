@@ -40,8 +40,8 @@ def read_uploads(request: Request, max_files: int) -> list[Upload]:
     """Return the request's images in upload order, from `file` parts or a raw image body.
 
     Raises UnsupportedMediaType for other content types, InvalidRequest when
-    there is no image or one is empty, and PayloadTooLarge for more than
-    `max_files` images.
+    there is no image, one is empty or the body cannot be read, and
+    PayloadTooLarge for more than `max_files` images.
     """
     _check_body_not_empty(request)
     try:

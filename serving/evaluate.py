@@ -99,8 +99,8 @@ def turned_accuracy(signature, images: np.ndarray, labels: np.ndarray,
                     class_names: list[str]) -> float:
     """Return the accuracy on `images` turned by a quarter turn each way.
 
-    Hands enter a photo from any side, so this measures how much the answers
-    depend on the orientation of the picture.
+    Hands enter a photo from any side, so this measures how much the
+    predictions depend on the orientation of the picture.
     """
     turned = np.concatenate([np.rot90(images, turns, axes=(1, 2)) for turns in (1, 3)])
     outputs = run_signature(signature, turned, class_names)
