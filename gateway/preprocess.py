@@ -58,7 +58,7 @@ def decode(
     if not data:
         raise InvalidImage("the file is empty")
 
-    image = _open(data)
+    image = _open(data, max_pixels)
     _check_format(image)
     _check_pixels(image, max_pixels)
 
@@ -73,7 +73,7 @@ def decode(
         ImageOps.exif_transpose(image, in_place=True)
         return to_rgb(image)
     except Image.DecompressionBombError as error:
-        raise PayloadTooLarge("the image has too many pixels to decode safely") from error
+        raise _beyond_pillow_limit(max_pixels) from error
     except _DECODE_ERRORS as error:
         raise InvalidImage(
             f"the {image.format} data is truncated or corrupt"
@@ -116,14 +116,14 @@ def to_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # The pixel limit below is the check; Pillow's warning would only add noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
-        raise PayloadTooLarge("the image has too many pixels to decode safely") from error
+        raise _beyond_pillow_limit(max_pixels) from error
     except UnidentifiedImageError as error:
         kind = _unreadable_kind(data)
         if kind is not None:
@@ -164,6 +164,14 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
         raise PayloadTooLarge(
             f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
         )
+
+
+def _beyond_pillow_limit(max_pixels: int) -> PayloadTooLarge:
+    """Word Pillow's own bomb check, which stops before the size is known, like ours."""
+    pillow_limit = 2 * Image.MAX_IMAGE_PIXELS
+    return PayloadTooLarge(
+        f"the image has more than {pillow_limit} pixels; the limit is {max_pixels} pixels"
+    )
 
 
 def _to_8bit_gray(image: Image.Image) -> Image.Image:
