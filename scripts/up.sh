@@ -74,8 +74,15 @@ wait -n -p exited "${pids[@]}"
 status=$?
 set -e
 if [ "$exited" = "${pids[0]}" ]; then
-    echo "up: the model server exited with status $status; stopping the gateway"
+    server="model server" other="gateway"
 else
-    echo "up: the gateway exited with status $status; stopping the model server"
+    server="gateway" other="model server"
+fi
+# Both servers exit with 0 only when told to stop. Ctrl-C reaches them and
+# this script at the same moment, and `wait` can return before the trap runs.
+if [ "$status" -eq 0 ]; then
+    echo "up: the $server stopped; stopping the $other"
+else
+    echo "up: the $server exited with status $status; stopping the $other"
 fi
 exit "$status"

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,8 +28,17 @@ def port_is_open(port: int) -> bool:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """`make up` on free ports, stopped with SIGINT to its process group like Ctrl-C."""
+    yield from _make_up(tmp_path_factory.mktemp("make_up") / "make-up.log")
+
+
+@pytest.fixture
+def second_stack(tmp_path):
+    """Another `make up`, for a test that stops one of its servers."""
+    yield from _make_up(tmp_path / "make-up.log")
+
+
+def _make_up(log):
     gateway_port, model_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("make_up") / "make-up.log"
     process = subprocess.Popen(
         ["make", "--no-print-directory", "up", f"GATEWAY_PORT={gateway_port}",
          f"MODEL_PORT={model_port}", f"VENV={VENV}"],
@@ -112,3 +122,27 @@ def test_make_up_ctrl_c_stops_everything(stack):
         assert not port_is_open(port), f"port {port} still open:\n{stack['log'].read_text()}"
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)
+
+
+def test_gateway_stop_stops_model_server(second_stack):
+    process = second_stack["process"]
+
+    os.kill(_gunicorn_arbiter(process.pid), signal.SIGTERM)
+    process.wait(timeout=60)
+
+    log = second_stack["log"].read_text()
+    assert "up: the gateway stopped; stopping the model server" in log, log
+    for port in second_stack["ports"]:
+        assert not port_is_open(port), f"port {port} still open:\n{log}"
+
+
+def _gunicorn_arbiter(root: int) -> int:
+    """Return the first gunicorn process below `root`; its workers sit below it."""
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pending.extend(int(child) for child in children)
+    raise AssertionError(f"no gunicorn process below pid {root}")
