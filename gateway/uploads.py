@@ -1,11 +1,14 @@
 """Read the uploaded images from a multipart form or a raw image body."""
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import Request
 from gunicorn.http.errors import ParseException
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import ClientDisconnected
 
 from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -21,10 +24,12 @@ MAX_LABEL_CHARACTERS = 100
 ELLIPSIS = "\u2026"
 
 _CURL_HINT = f"send the image as in curl -F {FILE_FIELD}=@rock1.png"
+_RAW_BODY_HINT = f"{_CURL_HINT}, or send a raw body with an image/* content type"
 
-# Exceptions that gunicorn raises while the body is read: ParseException for
-# malformed chunked framing, NoMoreData (an OSError) for a body that ends early.
-_BODY_READ_ERRORS = (ParseException, OSError)
+# Exceptions raised while the body is read: gunicorn's ParseException for
+# malformed chunked framing and NoMoreData (an OSError) for a body that ends
+# early, and Werkzeug's ClientDisconnected when its form parser finds the end.
+_BODY_READ_ERRORS = (ParseException, OSError, ClientDisconnected)
 
 
 @dataclass(frozen=True)
@@ -43,17 +48,11 @@ def read_uploads(request: Request, max_files: int) -> list[Upload]:
     there is no image, one is empty or the body cannot be read, and
     PayloadTooLarge for more than `max_files` images.
     """
-    _check_body_not_empty(request)
-    try:
-        if request.mimetype == MULTIPART:
-            return read_form_uploads(request, max_files)
-        if request.mimetype.startswith("image/"):
-            return [_read_body(request)]
-    except _BODY_READ_ERRORS:
-        raise InvalidRequest(
-            "the request body is malformed or ended early: with Transfer-Encoding: chunked, "
-            f"each chunk must start with its size in hex; {_CURL_HINT}"
-        ) from None
+    _check_body_not_empty(request, _RAW_BODY_HINT)
+    if request.mimetype == MULTIPART:
+        return read_form_uploads(request, max_files)
+    if request.mimetype.startswith("image/"):
+        return [_read_body(request)]
     raise UnsupportedMediaType(
         f"content type {request.mimetype or '(none)'} is not accepted; send {MULTIPART} "
         f"with parts named {FILE_FIELD!r}, or a raw body with an image/* content type"
@@ -62,7 +61,7 @@ def read_uploads(request: Request, max_files: int) -> list[Upload]:
 
 def read_form_uploads(request: Request, max_files: int) -> list[Upload]:
     """Return the `file` parts of a multipart form; raise like read_uploads."""
-    _check_body_not_empty(request)
+    _check_body_not_empty(request, _CURL_HINT)
     if request.mimetype != MULTIPART:
         raise UnsupportedMediaType(
             f"content type {request.mimetype or '(none)'} is not accepted; "
@@ -108,11 +107,13 @@ def _read_limited_body(request: Request) -> bytes:
     limit = request.max_content_length
     if limit is None or request.content_length is not None:
         # Werkzeug rejects a declared Content-Length above the limit with 413.
-        return request.get_data(cache=False)
+        with _body_read_errors():
+            return request.get_data(cache=False)
 
     # A chunked body has no Content-Length, and Werkzeug's stream would cut it
     # at the limit without an error, so one byte past the limit is read here.
-    data = request.environ["wsgi.input"].read(limit + 1)
+    with _body_read_errors():
+        data = request.environ["wsgi.input"].read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
     return data
@@ -133,14 +134,23 @@ def error_label(name: str) -> str:
     return printable[: MAX_LABEL_CHARACTERS - 1] + ELLIPSIS
 
 
-def _check_body_not_empty(request: Request) -> None:
+def _check_body_not_empty(request: Request, hint: str) -> None:
     # A body without Content-Length is empty unless it is sent chunked.
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if request.content_length == 0 or (request.content_length is None and not chunked):
+        raise InvalidRequest(f"the request body is empty; {hint}")
+
+
+@contextmanager
+def _body_read_errors() -> Iterator[None]:
+    """Raise InvalidRequest for a body that is malformed or ends early while it is read."""
+    try:
+        yield
+    except _BODY_READ_ERRORS:
         raise InvalidRequest(
-            f"the request body is empty; {_CURL_HINT}, or send a raw body with an image/* "
-            "content type"
-        )
+            "the request body is malformed or ended early: with Transfer-Encoding: chunked, "
+            f"each chunk must start with its size in hex; {_CURL_HINT}"
+        ) from None
 
 
 def _parse_file_parts(request: Request) -> list[FileStorage]:
@@ -161,9 +171,11 @@ def _parse_file_parts(request: Request) -> list[FileStorage]:
     parser.silent = False
     parser.stream_factory = _memory_stream
     try:
-        _, _, files = parser.parse(
-            request.stream, request.mimetype, request.content_length, request.mimetype_params
-        )
+        with _body_read_errors():
+            _, _, files = parser.parse(
+                request.stream, request.mimetype, request.content_length,
+                request.mimetype_params,
+            )
     except ValueError:
         raise InvalidRequest(
             "the multipart body is malformed: it does not start with the boundary from the "

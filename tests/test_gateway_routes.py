@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import re
+import socket
 import urllib.parse
 from datetime import datetime, timedelta
 
@@ -374,6 +375,38 @@ def test_malformed_chunked_body_returns_400(gateway, content_type):
     assert reply["error"] == "invalid_request"
     assert "chunked" in reply["detail"]
     assert_rock_still_classified(gateway.url)
+
+
+@pytest.mark.parametrize("path", ["/classify", "/send_file"])
+def test_chunked_form_cut_short_returns_400(gateway, path):
+    # The chunk announces 4096 bytes, but the client stops sending after a
+    # few and closes its side, as a dropped upload would.
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        "Content-Type: multipart/form-data; boundary=B\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b'1000\r\n--B\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\nab'
+    address = urllib.parse.urlsplit(gateway.url)
+    with socket.create_connection((address.hostname, address.port), timeout=HTTP_TIMEOUT) as raw:
+        raw.sendall(head + chunk)
+        raw.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(raw)
+        response.begin()
+        status, reply = response.status, json.loads(response.read())
+
+    assert status == 400, reply
+    assert reply["error"] == "invalid_request"
+    assert "ended early" in reply["detail"], reply["detail"]
+    assert_rock_still_classified(gateway.url)
+
+
+def test_send_file_empty_body_hint(gateway):
+    response = requests.post(f"{gateway.url}/send_file", timeout=HTTP_TIMEOUT)
+
+    detail = assert_error(response, 400, "invalid_request")
+    assert "curl -F file=@rock1.png" in detail
+    # /send_file takes only forms, so the hint must not offer a raw body.
+    assert "raw body" not in detail
 
 
 def test_send_file_two_files_returns_400(gateway):
