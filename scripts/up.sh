@@ -26,15 +26,15 @@ pids=()
 readiness_pid=
 stop_all() {
     trap - INT TERM EXIT
-    echo "up: stopping"
     kill -TERM "${pids[@]}" $readiness_pid 2>/dev/null || true
     wait "${pids[@]}" $readiness_pid 2>/dev/null || true
 }
-# A signal ends the script in its trap, so the report after `wait` below only
-# runs when a server exited on its own. 130 and 143 are the shell's codes for
-# INT and TERM.
-trap 'stop_all; exit 130' INT
-trap 'stop_all; exit 143' TERM
+# Ctrl-C reaches both servers and this script. Bash skips the INT trap when
+# the child it waits for handles SIGINT and exits with 0, so a Ctrl-C often
+# ends in the report after `wait` below, not here. 130 and 143 are the shell's
+# codes for INT and TERM.
+trap 'echo "up: stopping"; stop_all; exit 130' INT
+trap 'echo "up: stopping"; stop_all; exit 143' TERM
 trap stop_all EXIT
 
 "${model_server[@]}" --port="$model_port" --model_name=rps \
@@ -78,8 +78,7 @@ if [ "$exited" = "${pids[0]}" ]; then
 else
     server="gateway" other="model server"
 fi
-# Both servers exit with 0 only when told to stop. Ctrl-C reaches them and
-# this script at the same moment, and `wait` can return before the trap runs.
+# Both servers exit with 0 only on a stop request: Ctrl-C, or a signal sent to one of them.
 if [ "$status" -eq 0 ]; then
     echo "up: the $server stopped; stopping the $other"
 else
