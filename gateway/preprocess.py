@@ -67,6 +67,8 @@ def decode(
         image.draft(None, (width, height))
 
     try:
+        # NOTE: Pillow loads a PNG whose compressed data ends cleanly before the
+        # last row and leaves the missing rows black, so that file gets a reply, not 400.
         image.load()
         # In place, because the default returns a full copy even when there is
         # no orientation to apply.
