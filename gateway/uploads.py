@@ -26,10 +26,9 @@ ELLIPSIS = "\u2026"
 _CURL_HINT = f"send the image as in curl -F {FILE_FIELD}=@rock1.png"
 _RAW_BODY_HINT = f"{_CURL_HINT}, or send a raw body with an image/* content type"
 
-# Exceptions raised while the body is read: gunicorn's ParseException for
-# malformed chunked framing and NoMoreData (an OSError) for a body that ends
-# early, and Werkzeug's ClientDisconnected when its form parser finds the end.
-_BODY_READ_ERRORS = (ParseException, OSError, ClientDisconnected)
+# Exceptions raised while reading a body that ends early: gunicorn's
+# NoMoreData (an OSError) and Werkzeug's ClientDisconnected from its form parser.
+_BODY_ENDED_ERRORS = (OSError, ClientDisconnected)
 
 
 @dataclass(frozen=True)
@@ -146,10 +145,14 @@ def _body_read_errors() -> Iterator[None]:
     """Raise InvalidRequest for a body that is malformed or ends early while it is read."""
     try:
         yield
-    except _BODY_READ_ERRORS:
+    except ParseException:
         raise InvalidRequest(
-            "the request body is malformed or ended early: with Transfer-Encoding: chunked, "
-            f"each chunk must start with its size in hex; {_CURL_HINT}"
+            "the chunked request body is malformed: with Transfer-Encoding: chunked, each "
+            f"chunk must start with its size in hex; {_CURL_HINT}"
+        ) from None
+    except _BODY_ENDED_ERRORS:
+        raise InvalidRequest(
+            f"the request body ended before it was complete; {_CURL_HINT}"
         ) from None
 
 
