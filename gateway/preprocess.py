@@ -169,7 +169,7 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
 
 
 def _beyond_pillow_limit(max_pixels: int) -> PayloadTooLarge:
-    """Word Pillow's own bomb check, which stops before the size is known, like ours."""
+    """Return the 413 for an image that Pillow's own check rejects before its size is known."""
     pillow_limit = 2 * Image.MAX_IMAGE_PIXELS
     return PayloadTooLarge(
         f"the image has more than {pillow_limit} pixels; the limit is {max_pixels} pixels"

@@ -97,7 +97,9 @@ def _part_bytes(part: FileStorage) -> bytes:
 def _read_body(request: Request) -> Upload:
     name = request.args.get("filename") or None
     label = error_label(name) if name else RAW_BODY_LABEL
-    upload = Upload(name=name, data=_read_limited_body(request), label=label)
+    with _body_read_errors():
+        data = _read_limited_body(request)
+    upload = Upload(name=name, data=data, label=label)
     _check_not_empty(upload)
     return upload
 
@@ -106,13 +108,11 @@ def _read_limited_body(request: Request) -> bytes:
     limit = request.max_content_length
     if limit is None or request.content_length is not None:
         # Werkzeug rejects a declared Content-Length above the limit with 413.
-        with _body_read_errors():
-            return request.get_data(cache=False)
+        return request.get_data(cache=False)
 
     # A chunked body has no Content-Length, and Werkzeug's stream would cut it
     # at the limit without an error, so one byte past the limit is read here.
-    with _body_read_errors():
-        data = request.environ["wsgi.input"].read(limit + 1)
+    data = request.environ["wsgi.input"].read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
     return data
@@ -142,7 +142,7 @@ def _check_body_not_empty(request: Request, hint: str) -> None:
 
 @contextmanager
 def _body_read_errors() -> Iterator[None]:
-    """Raise InvalidRequest for a body that is malformed or ends early while it is read."""
+    """Turn errors from reading a malformed or cut-short body into InvalidRequest."""
     try:
         yield
     except ParseException:

@@ -29,10 +29,9 @@ stop_all() {
     kill -TERM "${pids[@]}" $readiness_pid 2>/dev/null || true
     wait "${pids[@]}" $readiness_pid 2>/dev/null || true
 }
-# Ctrl-C reaches both servers and this script. Bash skips the INT trap when
-# the child it waits for handles SIGINT and exits with 0, so a Ctrl-C often
-# ends in the report after `wait` below, not here. 130 and 143 are the shell's
-# codes for INT and TERM.
+# Bash skips the INT trap when the child it waits for handles SIGINT and exits
+# with 0, so a Ctrl-C often ends in the report after `wait` below instead.
+# 130 and 143 are the shell's codes for INT and TERM.
 trap 'echo "up: stopping"; stop_all; exit 130' INT
 trap 'echo "up: stopping"; stop_all; exit 143' TERM
 trap stop_all EXIT

@@ -266,8 +266,8 @@ CASES = [
          files=one_file("flipped.jpg", flip_bits(JPEG_ROCK, range(len(JPEG_ROCK) - 400,
                                                                    len(JPEG_ROCK) - 300)))),
     # Sizes.
-    # Above about 179 megapixels Pillow refuses to open the file; the reply
-    # still states the gateway's limit, as it does below that.
+    # Above about 179 megapixels Pillow rejects the file before its size is
+    # known. The reply still states the gateway's limit.
     Case("png decompression bomb", 413, "payload_too_large",
          detail=f"bomb.png: the image has more than {2 * Image.MAX_IMAGE_PIXELS} pixels; "
                 f"the limit is {MAX_PIXELS} pixels",

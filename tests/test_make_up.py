@@ -139,7 +139,7 @@ def test_gateway_stop_stops_model_server(second_stack):
 
 
 def _gunicorn_arbiter(root: int) -> int:
-    """Return the first gunicorn process below `root`; its workers sit below it."""
+    """Return the first gunicorn process below `root`: the arbiter, not one of its workers."""
     pending = [root]
     while pending:
         pid = pending.pop()
